@@ -1,0 +1,179 @@
+//! Command line: `re6st-lite [--log-level L] <command> [options]`.
+//!
+//! lexopt rather than clap: it adds about 8 KB to a static musl binary where
+//! clap's derive API adds several hundred (measured, see README design notes).
+
+use std::ffi::OsString;
+use std::fmt;
+
+use lexopt::prelude::*;
+
+/// A failed command: a one-line message and the process exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub msg: String,
+}
+
+/// Exit codes shared by every command; commands may add their own above 9.
+pub mod exit {
+    /// Runtime failure.
+    pub const FAILURE: u8 = 1;
+    /// Bad command line.
+    pub const USAGE: u8 = 2;
+}
+
+impl Failure {
+    pub fn new(code: u8, msg: impl Into<String>) -> Self {
+        Failure {
+            code,
+            msg: msg.into(),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl From<lexopt::Error> for Failure {
+    fn from(e: lexopt::Error) -> Self {
+        Failure::new(exit::USAGE, format!("{e} (try --help)"))
+    }
+}
+
+/// One subcommand: its name, a one-line summary for the top-level help, and
+/// its entry point, which parses the rest of the command line itself.
+pub struct Command {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub run: fn(&mut lexopt::Parser) -> Result<(), Failure>,
+}
+
+pub const COMMANDS: &[Command] = &[Command {
+    name: "selftest",
+    summary: "run known-answer checks of the crypto and wire code on this machine",
+    run: crate::selftest::command,
+}];
+
+pub fn version() -> String {
+    format!(
+        "re6st-lite {} ({}-{}, {}-endian)",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH,
+        std::env::consts::OS,
+        if cfg!(target_endian = "big") {
+            "big"
+        } else {
+            "little"
+        }
+    )
+}
+
+fn help() -> String {
+    let mut s = format!(
+        "{}\nA compact node for the re6st IPv6 overlay network.\n\n\
+         Usage: re6st-lite [--log-level LEVEL] <command> [options]\n\n\
+         Commands:\n",
+        version()
+    );
+    for c in COMMANDS {
+        s += &format!("  {:<10} {}\n", c.name, c.summary);
+    }
+    s += "\nOptions:\n\
+          \x20 --log-level LEVEL  error, warn, info (default), debug or trace\n\
+          \x20 -h, --help         this help; `re6st-lite <command> --help` for a command\n\
+          \x20 -V, --version      print the version\n";
+    s
+}
+
+/// Parse the command line and run the chosen command.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> Result<(), Failure> {
+    let mut p = lexopt::Parser::from_args(args);
+    let mut level = log::LevelFilter::Info;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                print!("{}", help());
+                return Ok(());
+            }
+            Short('V') | Long("version") => {
+                println!("{}", version());
+                return Ok(());
+            }
+            Long("log-level") => {
+                let v = p.value()?.string()?;
+                level = crate::logger::parse_level(&v)
+                    .ok_or_else(|| Failure::new(exit::USAGE, format!("unknown log level {v:?}")))?;
+            }
+            Value(name) => {
+                let name = name.string()?;
+                let cmd = COMMANDS.iter().find(|c| c.name == name).ok_or_else(|| {
+                    Failure::new(
+                        exit::USAGE,
+                        format!("unknown command {name:?} (try --help)"),
+                    )
+                })?;
+                crate::logger::init(level);
+                return (cmd.run)(&mut p);
+            }
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    Err(Failure::new(
+        exit::USAGE,
+        "no command given (try --help)".to_string(),
+    ))
+}
+
+/// For commands without options: accept only `-h/--help`.
+pub fn no_options(p: &mut lexopt::Parser, usage: &str) -> Result<bool, Failure> {
+    if let Some(arg) = p.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                println!("{usage}");
+                return Ok(false);
+            }
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<(), Failure> {
+        main(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn usage_errors_exit_2() {
+        assert_eq!(run(&[]).unwrap_err().code, exit::USAGE);
+        assert_eq!(run(&["nosuch"]).unwrap_err().code, exit::USAGE);
+        assert_eq!(run(&["--bogus"]).unwrap_err().code, exit::USAGE);
+        assert_eq!(
+            run(&["--log-level", "loud", "selftest"]).unwrap_err().code,
+            exit::USAGE
+        );
+        assert_eq!(run(&["selftest", "extra"]).unwrap_err().code, exit::USAGE);
+    }
+
+    #[test]
+    fn help_lists_every_command() {
+        let h = help();
+        for c in COMMANDS {
+            assert!(h.contains(c.name), "{} missing from help", c.name);
+        }
+        assert!(run(&["--help"]).is_ok());
+        assert!(run(&["selftest", "--help"]).is_ok());
+    }
+
+    #[test]
+    fn version_names_the_crate_version() {
+        assert!(version().starts_with(concat!("re6st-lite ", env!("CARGO_PKG_VERSION"))));
+    }
+}

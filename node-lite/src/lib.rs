@@ -1,0 +1,13 @@
+//! re6st-lite node: a re6st overlay node in one binary.
+//!
+//! Layers, top down:
+//! - [`cli`]: argument parsing and subcommand dispatch (the only place that exits).
+//! - protocol state machines (tunnels, Babel, mesh, RA) are sans-IO: fed bytes and an
+//!   injected instant, they return what to send and when to wake.
+//! - one thin driver layer owns sockets, TUN, netlink and the clock.
+//! - [`selftest`]: known-answer checks run on the target, so a miscompiled or
+//!   wrong-endian cross build fails loudly.
+
+pub mod cli;
+pub mod logger;
+pub mod selftest;

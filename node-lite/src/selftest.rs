@@ -1,0 +1,168 @@
+//! Known-answer checks, run by `re6st-lite selftest` on the target itself.
+//!
+//! Cross builds for big-endian MIPS or soft-float ARM can compile and still be
+//! wrong; these checks run the real crypto and wire code on published vectors
+//! so such a build fails before it ships. Every protocol module adds its own.
+
+use crate::cli::{self, Failure};
+
+/// A named known-answer check. `Err` says what differed.
+pub struct Check {
+    pub name: &'static str,
+    pub run: fn() -> Result<(), String>,
+}
+
+/// Every check the binary carries.
+pub fn checks() -> Vec<Check> {
+    vec![
+        Check {
+            name: "chacha20poly1305 (RFC 8439 §2.8.2)",
+            run: aead_rfc8439,
+        },
+        Check {
+            name: "x25519 (RFC 7748 §6.1)",
+            run: x25519_rfc7748,
+        },
+    ]
+}
+
+pub fn command(p: &mut lexopt::Parser) -> Result<(), Failure> {
+    if !cli::no_options(
+        p,
+        "Usage: re6st-lite selftest\nRuns every known-answer check; exits 1 if one fails.",
+    )? {
+        return Ok(());
+    }
+    let all = checks();
+    let mut failed = 0;
+    for c in &all {
+        match (c.run)() {
+            Ok(()) => println!("ok    {}", c.name),
+            Err(e) => {
+                failed += 1;
+                println!("FAIL  {}: {e}", c.name);
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(Failure::new(
+            cli::exit::FAILURE,
+            format!("selftest: {failed} of {} checks failed", all.len()),
+        ));
+    }
+    println!("selftest: all {} checks passed", all.len());
+    Ok(())
+}
+
+/// Decode a hex string known at compile time (test vectors only).
+pub fn hex(s: &str) -> Vec<u8> {
+    let s: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    s.chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap_or("zz"), 16).unwrap_or(0))
+        .collect()
+}
+
+fn expect_eq(what: &str, got: &[u8], want: &[u8]) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("{what} differs from the vector"))
+    }
+}
+
+fn aead_rfc8439() -> Result<(), String> {
+    use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+    use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
+
+    let key = hex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f");
+    let nonce = hex("070000004041424344454647");
+    let aad = hex("50515253c0c1c2c3c4c5c6c7");
+    let plain = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip \
+                  for the future, sunscreen would be it.";
+    let want = hex(
+        "d31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d6\
+         3dbea45e8ca9671282fafb69da92728b1a71de0a9e060b2905d6a5b67ecd3b36\
+         92ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc\
+         3ff4def08e4b7a9de576d26586cec64b6116",
+    );
+    let want_tag = hex("1ae10b594f09e26a7e902ecbd0600691");
+
+    let aead = ChaCha20Poly1305::new(Key::from_slice(&key));
+    let nonce = Nonce::from_slice(&nonce);
+    let mut buf = plain.to_vec();
+    let tag = aead
+        .encrypt_in_place_detached(nonce, &aad, &mut buf)
+        .map_err(|_| "encryption failed".to_string())?;
+    expect_eq("ciphertext", &buf, &want)?;
+    expect_eq("tag", &tag, &want_tag)?;
+    aead.decrypt_in_place_detached(nonce, &aad, &mut buf, &tag)
+        .map_err(|_| "decryption of the vector failed".to_string())?;
+    expect_eq("decrypted text", &buf, plain)?;
+    // A flipped bit must be rejected, or the tag check is miscompiled.
+    let mut forged = want.clone();
+    forged[7] ^= 0x10;
+    if aead
+        .decrypt_in_place_detached(nonce, &aad, &mut forged, Tag::from_slice(&want_tag))
+        .is_ok()
+    {
+        return Err("a forged ciphertext was accepted".into());
+    }
+    Ok(())
+}
+
+fn x25519_rfc7748() -> Result<(), String> {
+    use x25519_dalek::{PublicKey, StaticSecret};
+
+    fn key(s: &str) -> [u8; 32] {
+        let mut k = [0; 32];
+        k.copy_from_slice(&hex(s));
+        k
+    }
+    let alice = StaticSecret::from(key(
+        "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a",
+    ));
+    let bob = StaticSecret::from(key(
+        "5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb",
+    ));
+    let alice_pub = PublicKey::from(&alice);
+    let bob_pub = PublicKey::from(&bob);
+    expect_eq(
+        "Alice's public key",
+        alice_pub.as_bytes(),
+        &key("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"),
+    )?;
+    expect_eq(
+        "Bob's public key",
+        bob_pub.as_bytes(),
+        &key("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f"),
+    )?;
+    let shared = key("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
+    expect_eq(
+        "shared secret (Alice)",
+        alice.diffie_hellman(&bob_pub).as_bytes(),
+        &shared,
+    )?;
+    expect_eq(
+        "shared secret (Bob)",
+        bob.diffie_hellman(&alice_pub).as_bytes(),
+        &shared,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_check_passes_on_the_host() {
+        for c in checks() {
+            assert_eq!((c.run)(), Ok(()), "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn a_wrong_vector_is_reported() {
+        assert!(expect_eq("x", &[1, 2], &[1, 3]).is_err());
+        assert_eq!(hex("00ff 10"), vec![0, 255, 16]);
+    }
+}

@@ -1,0 +1,1 @@
+//! Client for the re6st registry. Filled in by the registry-client issue.
