@@ -9,5 +9,7 @@
 //!   wrong-endian cross build fails loudly.
 
 pub mod cli;
+pub mod fib;
 pub mod logger;
+pub mod net;
 pub mod selftest;
