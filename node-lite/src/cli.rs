@@ -52,11 +52,18 @@ pub struct Command {
     pub run: fn(&mut lexopt::Parser) -> Result<(), Failure>,
 }
 
-pub const COMMANDS: &[Command] = &[Command {
-    name: "selftest",
-    summary: "run known-answer checks of the crypto and wire code on this machine",
-    run: crate::selftest::command,
-}];
+pub const COMMANDS: &[Command] = &[
+    Command {
+        name: "config",
+        summary: "check a config file and print it, or print the documented defaults",
+        run: crate::config::command,
+    },
+    Command {
+        name: "selftest",
+        summary: "run known-answer checks of the crypto and wire code on this machine",
+        run: crate::selftest::command,
+    },
+];
 
 pub fn version() -> String {
     format!(

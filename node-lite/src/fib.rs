@@ -58,10 +58,13 @@ impl<T> Fib<T> {
     /// Add or replace the route for `dst` from `src` (`::/0` for an ordinary
     /// route). Returns the previous next hop.
     pub fn insert(&mut self, dst: Ipv6Net, src: Ipv6Net, hop: T) -> Option<T> {
-        let i = match self.by_len.binary_search_by(|(l, _)| dst.len().cmp(l)) {
+        let i = match self
+            .by_len
+            .binary_search_by(|(l, _)| dst.prefix_len().cmp(l))
+        {
             Ok(i) => i,
             Err(i) => {
-                self.by_len.insert(i, (dst.len(), HashMap::new()));
+                self.by_len.insert(i, (dst.prefix_len(), HashMap::new()));
                 i
             }
         };
@@ -72,7 +75,9 @@ impl<T> Fib<T> {
         match slot.from.iter().position(|(s, _)| *s == src) {
             Some(j) => Some(std::mem::replace(&mut slot.from[j].1, hop)),
             None => {
-                let j = slot.from.partition_point(|(s, _)| s.len() >= src.len());
+                let j = slot
+                    .from
+                    .partition_point(|(s, _)| s.prefix_len() >= src.prefix_len());
                 slot.from.insert(j, (src, hop));
                 self.routes += 1;
                 None
@@ -84,7 +89,7 @@ impl<T> Fib<T> {
     pub fn remove(&mut self, dst: Ipv6Net, src: Ipv6Net) -> Option<T> {
         let i = self
             .by_len
-            .binary_search_by(|(l, _)| dst.len().cmp(l))
+            .binary_search_by(|(l, _)| dst.prefix_len().cmp(l))
             .ok()?;
         let map = &mut self.by_len[i].1;
         let slot = map.get_mut(&dst.bits())?;
@@ -108,7 +113,7 @@ impl<T> Fib<T> {
                 let hit = slot
                     .from
                     .iter()
-                    .find(|(s, _)| src & mask(s.len()) == s.bits());
+                    .find(|(s, _)| src & mask(s.prefix_len()) == s.bits());
                 if let Some((_, hop)) = hit {
                     return Some(hop);
                 }
@@ -192,7 +197,10 @@ mod tests {
             fib.lookup(ip("2001:db8:ffff::1"), ip("2001:db8:42:5::1")),
             Some(&"gateway")
         );
-        assert_eq!(fib.lookup(ip("2001:db8:ffff::1"), ip("2001:db8:99::1")), None);
+        assert_eq!(
+            fib.lookup(ip("2001:db8:ffff::1"), ip("2001:db8:99::1")),
+            None
+        );
         // Destination first: a more specific destination beats the source match.
         assert_eq!(
             fib.lookup(ip("2001:db8:42:1::1"), ip("2001:db8:42:5::1")),

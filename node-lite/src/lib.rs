@@ -9,7 +9,9 @@
 //!   wrong-endian cross build fails loudly.
 
 pub mod cli;
+pub mod config;
 pub mod fib;
 pub mod logger;
 pub mod net;
 pub mod selftest;
+pub mod uci;

@@ -42,7 +42,7 @@ impl Ipv6Net {
         self.bits
     }
 
-    pub fn len(&self) -> u8 {
+    pub fn prefix_len(&self) -> u8 {
         self.len
     }
 
