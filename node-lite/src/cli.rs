@@ -63,6 +63,11 @@ pub const COMMANDS: &[Command] = &[
         summary: "run known-answer checks of the crypto and wire code on this machine",
         run: crate::selftest::command,
     },
+    Command {
+        name: "register",
+        summary: "join a re6st network: get a certificate from its registry",
+        run: crate::register::command,
+    },
 ];
 
 pub fn version() -> String {

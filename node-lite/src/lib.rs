@@ -13,5 +13,6 @@ pub mod config;
 pub mod fib;
 pub mod logger;
 pub mod net;
+pub mod register;
 pub mod selftest;
 pub mod uci;

@@ -1,1 +1,3 @@
 //! Shared harness for the integration tests in `tests/tests/`.
+
+pub mod registry;
