@@ -8,6 +8,7 @@
 //! - [`selftest`]: known-answer checks run on the target, so a miscompiled or
 //!   wrong-endian cross build fails loudly.
 
+pub mod babel;
 pub mod cli;
 pub mod config;
 pub mod fib;
@@ -15,4 +16,5 @@ pub mod logger;
 pub mod net;
 pub mod register;
 pub mod selftest;
+pub mod time;
 pub mod uci;
