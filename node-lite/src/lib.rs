@@ -11,6 +11,7 @@
 pub mod babel;
 pub mod cli;
 pub mod config;
+pub mod driver;
 pub mod fib;
 pub mod logger;
 pub mod net;

@@ -1,0 +1,6 @@
+//! The driver layer: the only code that touches the operating system
+//! (TUN device, netlink, sockets, clock). Protocol state machines never
+//! call into it; the driver feeds them and carries out what they return.
+
+pub mod netlink;
+pub mod tun;
