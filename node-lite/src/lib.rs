@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod driver;
 pub mod fib;
+pub mod ip;
 pub mod logger;
 pub mod net;
 pub mod register;

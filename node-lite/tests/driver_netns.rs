@@ -111,6 +111,22 @@ fn tun_address_routes_and_packets() {
         assert_eq!(&packet[8..24], &node.octets());
         assert_eq!(&packet[24..40], &dst.octets());
 
+        // The kernel accepts our Packet Too Big for that packet (so its
+        // checksum and quoting are right) and lowers the path MTU.
+        let router: Ipv6Addr = "2001:db8:42:2::1".parse().unwrap();
+        let mut ptb = [0u8; 1280];
+        let n = node_lite::ip::packet_too_big(router, packet, 1300, &mut ptb).unwrap();
+        tun.send(&ptb[..n]).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let got = ip(&format!("-6 route get {dst}"));
+            if got.contains("mtu 1300") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "path MTU not lowered: {got}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+
         nl.del_route(&network).unwrap();
         assert!(
             nl.del_route(&network).is_err(),

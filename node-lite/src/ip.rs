@@ -1,0 +1,217 @@
+//! The few IPv6 facts the data path needs: header fields of a packet read
+//! from the TUN device or a tunnel, the inner MTU, and ICMPv6 Packet Too Big
+//! (RFC 4443 §3.2) for packets that do not fit.
+
+use std::net::Ipv6Addr;
+
+pub const HEADER_LEN: usize = 40;
+/// The IPv6 minimum MTU (RFC 8200 §5): every link must carry this much.
+pub const MIN_MTU: u32 = 1280;
+const NEXT_ICMPV6: u8 = 58;
+const ICMPV6_PACKET_TOO_BIG: u8 = 2;
+
+/// A checked view of an IPv6 header at the start of `buf`.
+#[derive(Clone, Copy, Debug)]
+pub struct Header<'a>(&'a [u8]);
+
+impl<'a> Header<'a> {
+    /// None unless `buf` holds a whole IPv6 header whose payload length fits.
+    pub fn parse(buf: &'a [u8]) -> Option<Self> {
+        if buf.len() < HEADER_LEN || buf[0] >> 4 != 6 {
+            return None;
+        }
+        let h = Header(buf);
+        (HEADER_LEN + h.payload_len() <= buf.len()).then_some(h)
+    }
+
+    pub fn payload_len(&self) -> usize {
+        u16::from_be_bytes([self.0[4], self.0[5]]) as usize
+    }
+
+    pub fn next_header(&self) -> u8 {
+        self.0[6]
+    }
+
+    pub fn hop_limit(&self) -> u8 {
+        self.0[7]
+    }
+
+    fn addr(&self, at: usize) -> Ipv6Addr {
+        let mut a = [0; 16];
+        a.copy_from_slice(&self.0[at..at + 16]);
+        Ipv6Addr::from(a)
+    }
+
+    pub fn src(&self) -> Ipv6Addr {
+        self.addr(8)
+    }
+
+    pub fn dst(&self) -> Ipv6Addr {
+        self.addr(24)
+    }
+}
+
+/// The MTU of the overlay for an underlay link of `underlay_mtu`, carrying
+/// tunnels over IPv4 or IPv6 + UDP with `tunnel_overhead` bytes of their own.
+/// Never below 1280: below that the outer packets are fragmented instead
+/// (IPv6 requires it of every link).
+pub fn inner_mtu(underlay_mtu: u32, over_ipv6: bool, tunnel_overhead: u32) -> u32 {
+    let outer = if over_ipv6 { 40 } else { 20 } + 8 + tunnel_overhead;
+    underlay_mtu.saturating_sub(outer).max(MIN_MTU)
+}
+
+/// The Internet checksum of the ICMPv6 message `msg` from `src` to `dst`.
+pub fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, msg: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    let mut add = |bytes: &[u8]| {
+        for pair in bytes.chunks(2) {
+            let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
+            sum += u32::from(word);
+        }
+    };
+    add(&src.octets());
+    add(&dst.octets());
+    add(&(msg.len() as u32).to_be_bytes());
+    add(&[0, 0, 0, NEXT_ICMPV6]);
+    add(msg);
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Write into `out` the ICMPv6 Packet Too Big that `router` sends back for
+/// `packet`, which exceeded `mtu`; returns its length. None when RFC 4443
+/// §2.4 forbids an error (the packet is itself an ICMPv6 error, or comes from
+/// an unspecified or multicast source) or when `out` cannot hold the minimum.
+pub fn packet_too_big(router: Ipv6Addr, packet: &[u8], mtu: u32, out: &mut [u8]) -> Option<usize> {
+    let h = Header::parse(packet)?;
+    let src = h.src();
+    if src.is_unspecified() || src.is_multicast() {
+        return None;
+    }
+    // ICMPv6 errors (types < 128) never trigger errors, to avoid storms.
+    if h.next_header() == NEXT_ICMPV6 && packet.get(HEADER_LEN).is_some_and(|t| *t < 128) {
+        return None;
+    }
+    // As much of the offending packet as fits in the minimum MTU.
+    let quoted = packet.len().min(MIN_MTU as usize - HEADER_LEN - 8);
+    let total = HEADER_LEN + 8 + quoted;
+    if out.len() < total {
+        return None;
+    }
+    let msg_len = 8 + quoted;
+    out[0] = 0x60;
+    out[1..4].fill(0);
+    out[4..6].copy_from_slice(&(msg_len as u16).to_be_bytes());
+    out[6] = NEXT_ICMPV6;
+    out[7] = 64;
+    out[8..24].copy_from_slice(&router.octets());
+    out[24..40].copy_from_slice(&src.octets());
+    let msg = &mut out[HEADER_LEN..total];
+    msg[0] = ICMPV6_PACKET_TOO_BIG;
+    msg[1] = 0;
+    msg[2..4].fill(0);
+    msg[4..8].copy_from_slice(&mtu.to_be_bytes());
+    msg[8..].copy_from_slice(&packet[..quoted]);
+    let sum = icmpv6_checksum(router, src, msg);
+    msg[2..4].copy_from_slice(&sum.to_be_bytes());
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(src: &str, dst: &str, next: u8, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        p.extend_from_slice(&[next, 64]);
+        p.extend_from_slice(&src.parse::<Ipv6Addr>().unwrap().octets());
+        p.extend_from_slice(&dst.parse::<Ipv6Addr>().unwrap().octets());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn header_fields_and_bad_input() {
+        let p = packet("2001:db8::1", "2001:db8::2", 17, &[1, 2, 3]);
+        let h = Header::parse(&p).unwrap();
+        assert_eq!(h.src(), "2001:db8::1".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(h.dst(), "2001:db8::2".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(
+            (h.payload_len(), h.next_header(), h.hop_limit()),
+            (3, 17, 64)
+        );
+        assert!(Header::parse(&p[..39]).is_none());
+        assert!(
+            Header::parse(&p[..42]).is_none(),
+            "payload length beyond the buffer"
+        );
+        let mut v4 = p.clone();
+        v4[0] = 0x45;
+        assert!(Header::parse(&v4).is_none());
+    }
+
+    #[test]
+    fn mtu_arithmetic() {
+        assert_eq!(inner_mtu(1500, false, 32), 1500 - 20 - 8 - 32);
+        assert_eq!(inner_mtu(1500, true, 32), 1500 - 40 - 8 - 32);
+        assert_eq!(inner_mtu(1280, false, 32), MIN_MTU);
+        assert_eq!(inner_mtu(0, true, 32), MIN_MTU);
+    }
+
+    #[test]
+    fn checksum_of_a_known_message() {
+        // An ICMPv6 echo request fe80::1 -> ff02::1, id 0x1234 seq 1, no data;
+        // checksum computed independently (Python, RFC 1071 algorithm).
+        let msg = [128, 0, 0, 0, 0x12, 0x34, 0, 1];
+        let sum = icmpv6_checksum("fe80::1".parse().unwrap(), "ff02::1".parse().unwrap(), &msg);
+        assert_eq!(sum, 0x7002);
+    }
+
+    #[test]
+    fn packet_too_big_quotes_and_checksums() {
+        let router: Ipv6Addr = "2001:db8:42:1::1".parse().unwrap();
+        let big = packet("2001:db8:42:2::7", "2001:db8:42:9::1", 17, &[0xab; 1452]);
+        let mut out = [0u8; 1500];
+        let n = packet_too_big(router, &big, 1400, &mut out).unwrap();
+        assert_eq!(n, MIN_MTU as usize);
+        let h = Header::parse(&out[..n]).unwrap();
+        assert_eq!(
+            (h.src(), h.dst()),
+            (router, "2001:db8:42:2::7".parse().unwrap())
+        );
+        assert_eq!(h.payload_len(), n - HEADER_LEN);
+        assert_eq!(&out[40..48], &[2, 0, out[42], out[43], 0, 0, 0x05, 0x78]);
+        assert_eq!(&out[48..n], &big[..n - 48]);
+        // A correct checksum makes the sum over the message (with it) zero.
+        assert_eq!(icmpv6_checksum(router, h.dst(), &out[40..n]), 0);
+        // Small packets are quoted whole.
+        let small = packet("2001:db8:42:2::7", "2001:db8:42:9::1", 17, &[1; 10]);
+        assert_eq!(
+            packet_too_big(router, &small, 1300, &mut out),
+            Some(48 + 50)
+        );
+    }
+
+    #[test]
+    fn no_error_about_errors_or_from_nowhere() {
+        let router: Ipv6Addr = "2001:db8:42:1::1".parse().unwrap();
+        let mut out = [0u8; 1500];
+        let err = packet("2001:db8::7", "2001:db8::1", 58, &[1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(packet_too_big(router, &err, 1300, &mut out), None);
+        let echo = packet(
+            "2001:db8::7",
+            "2001:db8::1",
+            58,
+            &[128, 0, 0, 0, 0, 0, 0, 0],
+        );
+        assert!(packet_too_big(router, &echo, 1300, &mut out).is_some());
+        let anon = packet("::", "2001:db8::1", 17, &[0; 8]);
+        assert_eq!(packet_too_big(router, &anon, 1300, &mut out), None);
+        let mcast = packet("ff02::1", "2001:db8::1", 17, &[0; 8]);
+        assert_eq!(packet_too_big(router, &mcast, 1300, &mut out), None);
+        assert_eq!(packet_too_big(router, &echo, 1300, &mut out[..40]), None);
+    }
+}
