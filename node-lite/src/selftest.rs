@@ -27,6 +27,10 @@ pub fn checks() -> Vec<Check> {
             name: "babel wire + BLAKE2s-128 MAC (babeld 1.12.1 capture)",
             run: babel_wire_and_mac,
         },
+        Check {
+            name: "tunnel: Noise XX handshake + data packet (fixed keys)",
+            run: crate::tunnel::check::known_answer,
+        },
     ]
 }
 

@@ -1,0 +1,1112 @@
+//! Encrypted, certificate-authenticated UDP tunnels (issue 4), sans-IO.
+//!
+//! Layers, bottom up (a lower one never reaches up):
+//! - [`wire`]: datagram formats; parse never panics;
+//! - [`cookie`]: MAC1/MAC2, cookie replies, token buckets: junk costs no public-key work;
+//! - [`session`]: transport keys, 64-bit counters, the replay window;
+//! - [`handshake`]: Noise XX (snow) in our framing, pure;
+//! - [`auth`]: the network-CA checks behind the [`auth::Authority`] trait;
+//! - this module: [`Endpoint`], every tunnel of one UDP socket, with their
+//!   timers (rekey, keepalive, dead peer, close).
+//!
+//! The driver owns the socket, the TUN device and the clock. Its loop:
+//! - a datagram arrives: [`Endpoint::decapsulate`], then act on the [`Action`];
+//! - an IP packet for tunnel `id`: [`Endpoint::encapsulate`];
+//! - after either, and after [`Endpoint::handle_timeout`], [`Endpoint::connect`],
+//!   [`Endpoint::close`] or [`Endpoint::apply_crl`]: drain
+//!   [`Endpoint::poll_transmit`] and [`Endpoint::poll_event`];
+//! - sleep until [`Endpoint::poll_timeout`] or the next input.
+//!
+//! Data never allocates: the caller's buffers hold the packet, sealed or
+//! opened in place. Handshakes (rare) may allocate.
+
+pub mod auth;
+pub mod check;
+pub mod cookie;
+pub mod handshake;
+pub mod session;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use core::fmt;
+use core::net::SocketAddr;
+use core::time::Duration;
+use std::collections::VecDeque;
+
+use auth::{AuthError, Authority, Identity, PeerIdentity};
+use cookie::{CookieChecker, NetworkKeys, TokenBucket};
+use handshake::{Credentials, Handshake, SeededRng};
+use session::{OpenError, SealError, Session};
+use wire::{CloseKind, Message, MAC_LEN};
+
+/// The node's injected monotonic millisecond clock (shared with Babel).
+pub use crate::time::Instant;
+
+/// WireGuard's timers (boringtun `noise/timers.rs`), re6st's dead-peer time.
+pub mod timers {
+    use core::time::Duration;
+    /// The initiator of a session starts a new handshake once it is this old.
+    pub const REKEY_AFTER_TIME: Duration = Duration::from_secs(120);
+    /// No message is sealed or opened with a session older than this.
+    pub const REJECT_AFTER_TIME: Duration = Duration::from_secs(180);
+    /// Give up a handshake attempt (and retry) after this long without an answer.
+    pub const REKEY_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Stop retrying a handshake after this long.
+    pub const REKEY_ATTEMPT_TIME: Duration = Duration::from_secs(90);
+    /// Send a keepalive when nothing was sent for this long, so the peer's
+    /// dead-peer timer only fires when we are really gone.
+    pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+    /// re6st: OpenVPN `--ping-exit` is 4 × hello (15 s) = 60 s.
+    pub const DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(60);
+    /// WireGuard's REKEY_AFTER_MESSAGES (2^60).
+    pub const REKEY_AFTER_MESSAGES: u64 = 1 << 60;
+    /// A cookie from a responder is used for this long.
+    pub const COOKIE_LIFETIME: Duration = Duration::from_secs(120);
+}
+
+/// Tunables, with re6st's and WireGuard's defaults.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Tunnels other nodes may open to us (re6st `max_clients`), half-open ones included.
+    pub max_clients: usize,
+    pub rekey_after_time: Duration,
+    pub reject_after_time: Duration,
+    pub rekey_after_messages: u64,
+    pub rekey_timeout: Duration,
+    pub rekey_attempt_time: Duration,
+    pub keepalive_timeout: Duration,
+    /// Set from the network config: 4 × `hello`.
+    pub dead_peer_timeout: Duration,
+    /// Initiations answered per second (and burst) before cookies are demanded.
+    pub initiations_per_sec: (u32, u32),
+    /// RSA peer verifications per second (and burst).
+    pub verifications_per_sec: (u32, u32),
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_clients: 20,
+            rekey_after_time: timers::REKEY_AFTER_TIME,
+            reject_after_time: timers::REJECT_AFTER_TIME,
+            rekey_after_messages: timers::REKEY_AFTER_MESSAGES,
+            rekey_timeout: timers::REKEY_TIMEOUT,
+            rekey_attempt_time: timers::REKEY_ATTEMPT_TIME,
+            keepalive_timeout: timers::KEEPALIVE_TIMEOUT,
+            dead_peer_timeout: timers::DEAD_PEER_TIMEOUT,
+            initiations_per_sec: (50, 100),
+            verifications_per_sec: (10, 20),
+        }
+    }
+}
+
+/// Identifies a tunnel of an [`Endpoint`] (the top 24 bits of its indices).
+pub type TunnelId = u32;
+
+/// Why a tunnel ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// [`Endpoint::close`] completed (acknowledged or timed out).
+    Local,
+    /// The peer sent a close request.
+    Peer,
+    /// The peer's certificate serial is in the new CRL.
+    Revoked,
+    /// The peer's certificate expired while the tunnel was up.
+    Expired,
+    /// Nothing authenticated received for the dead-peer timeout.
+    DeadPeer,
+    /// No handshake completed within REKEY_ATTEMPT_TIME.
+    HandshakeFailed,
+    /// The same peer (prefix) established a newer tunnel.
+    Replaced,
+}
+
+/// What the mesh manager learns from [`Endpoint::poll_event`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// First session of a tunnel: the peer is authenticated.
+    Established {
+        id: TunnelId,
+        peer: PeerIdentity,
+        addr: SocketAddr,
+    },
+    /// A later handshake replaced the session keys.
+    Rekeyed { id: TunnelId },
+    /// The tunnel is gone; its id may be reused.
+    Closed { id: TunnelId, reason: CloseReason },
+}
+
+/// Why an input was dropped or a call refused. Drops are normal on the
+/// Internet; the driver counts them and moves on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// Malformed datagram.
+    Wire(wire::Error),
+    /// mac1 wrong: not from a member of this network.
+    Mac1,
+    /// No tunnel, handshake or session has this receiver index.
+    UnknownIndex,
+    /// Handshake message refused by Noise or out of order.
+    Handshake(handshake::Error),
+    /// The peer failed authentication.
+    Auth(AuthError),
+    /// The RSA verification budget is spent; the peer will retry.
+    RateLimited,
+    /// `max_clients` tunnels are already open to us.
+    TooManyClients,
+    /// Decryption or replay check failed.
+    Open(OpenError),
+    /// No usable session yet (handshake in progress) or any more.
+    NoSession,
+    /// No tunnel with this id.
+    UnknownTunnel,
+    /// The caller's buffer is too small.
+    BufferTooSmall,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Wire(e) => write!(f, "malformed datagram: {e}"),
+            Error::Mac1 => f.write_str("handshake not from a member of this network (mac1)"),
+            Error::UnknownIndex => f.write_str("datagram for an unknown tunnel index"),
+            Error::Handshake(e) => write!(f, "handshake: {e}"),
+            Error::Auth(e) => write!(f, "{e}"),
+            Error::RateLimited => f.write_str("peer verification rate limit reached"),
+            Error::TooManyClients => f.write_str("max_clients tunnels already accepted"),
+            Error::Open(e) => write!(f, "data packet dropped: {e:?}"),
+            Error::NoSession => f.write_str("tunnel has no session (handshake pending)"),
+            Error::UnknownTunnel => f.write_str("no such tunnel"),
+            Error::BufferTooSmall => f.write_str("buffer too small"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// What the driver must do after [`Endpoint::decapsulate`] or [`Endpoint::encapsulate`].
+#[derive(Debug)]
+pub enum Action<'a> {
+    /// Send these bytes (a slice of the caller's buffer) to this address.
+    WriteToNetwork(SocketAddr, &'a mut [u8]),
+    /// Deliver this decrypted IP packet, which came through tunnel `id`.
+    /// The driver must check that its source lies in the peer's prefix.
+    WriteToTunnel(TunnelId, &'a mut [u8]),
+    /// Nothing to do (keepalive, cookie stored...).
+    Done,
+    /// Dropped; see the error.
+    Err(Error),
+}
+
+/// A control datagram queued by the endpoint (handshakes, keepalives, closes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: SocketAddr,
+    pub bytes: Vec<u8>,
+}
+
+/// Which side opened the tunnel (re6st counts `max_clients` on accepted ones).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// We connected to the peer.
+    Client,
+    /// The peer connected to us.
+    Server,
+}
+
+/// One peer: its sessions, handshake and timers.
+struct Tunnel {
+    addr: SocketAddr,
+    role: Role,
+    peer: Option<PeerIdentity>,
+    /// What the peer proved last time, to skip RSA on rekeys.
+    peer_static: [u8; 32],
+    peer_cert: Vec<u8>,
+    current: Option<Session>,
+    previous: Option<Session>,
+    handshake: Option<Handshake>,
+    /// First attempt of the current series of initiations.
+    attempts_since: Option<Instant>,
+    cookie: Option<([u8; MAC_LEN], Instant)>,
+    /// Low byte of the next local index.
+    generation: u8,
+    last_sent: Instant,
+    last_received: Instant,
+    closing: Option<Instant>,
+}
+
+impl Tunnel {
+    fn new(addr: SocketAddr, role: Role, now: Instant) -> Self {
+        Tunnel {
+            addr,
+            role,
+            peer: None,
+            peer_static: [0; 32],
+            peer_cert: Vec::new(),
+            current: None,
+            previous: None,
+            handshake: None,
+            attempts_since: None,
+            cookie: None,
+            generation: 0,
+            last_sent: now,
+            last_received: now,
+            closing: None,
+        }
+    }
+
+    fn session_mut(&mut self, index: u32) -> Option<&mut Session> {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|s| s.local_index == index)
+        {
+            return self.current.as_mut();
+        }
+        self.previous.as_mut().filter(|s| s.local_index == index)
+    }
+
+    /// The session to seal with: the newest one the peer is known to have.
+    fn sending_session(&mut self, now: Instant, reject: Duration) -> Option<&mut Session> {
+        let fresh = |s: &Session| now.saturating_duration_since(s.established) < reject;
+        let use_current = match (&self.current, &self.previous) {
+            (Some(c), Some(p)) => c.confirmed || !fresh(p),
+            (Some(_), None) => true,
+            _ => false,
+        };
+        let s = if use_current {
+            self.current.as_mut()
+        } else {
+            self.previous.as_mut()
+        };
+        s.filter(|s| fresh(s))
+    }
+
+    fn install(&mut self, session: Session) {
+        self.previous = self.current.take();
+        self.current = Some(session);
+    }
+}
+
+/// Every tunnel of one UDP socket: demultiplexing by receiver index, the
+/// responder path with its limits, and all timers.
+pub struct Endpoint<A: Authority> {
+    config: Config,
+    keys: NetworkKeys,
+    identity: Identity,
+    authority: A,
+    /// Slot `i` holds tunnel id `i`; slot 0 is never used (index 0 means "none").
+    tunnels: Vec<Option<Tunnel>>,
+    cookies: CookieChecker,
+    initiations: TokenBucket,
+    verifications: TokenBucket,
+    rng: SeededRng,
+    /// Wall clock at `clock_base` (for certificate dates).
+    clock_base: (Instant, u64),
+    events: VecDeque<Event>,
+    transmits: VecDeque<Transmit>,
+    /// RSA verifications started (for tests and the driver's statistics).
+    verifications_done: u64,
+}
+
+/// 32 bytes from the operating system, to seed [`Endpoint::new`].
+pub fn os_seed() -> [u8; 32] {
+    use rand_core::RngCore;
+    let mut s = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut s);
+    s
+}
+
+fn slot_of(index: u32) -> usize {
+    (index >> 8) as usize
+}
+
+impl<A: Authority> Endpoint<A> {
+    /// `ca_der` is the network CA (it keys mac1 and the Noise prologue),
+    /// `unix_now` the wall clock at `now`, `seed` 32 random bytes ([`os_seed`];
+    /// fixed in tests).
+    pub fn new(
+        config: Config,
+        ca_der: &[u8],
+        identity: Identity,
+        authority: A,
+        now: Instant,
+        unix_now: u64,
+        seed: [u8; 32],
+    ) -> Self {
+        let (ir, ib) = config.initiations_per_sec;
+        let (vr, vb) = config.verifications_per_sec;
+        Endpoint {
+            keys: NetworkKeys::from_ca_der(ca_der),
+            identity,
+            authority,
+            tunnels: vec![None],
+            cookies: CookieChecker::new(),
+            initiations: TokenBucket::new(ir, ib, now),
+            verifications: TokenBucket::new(vr, vb, now),
+            rng: SeededRng::new(seed),
+            clock_base: (now, unix_now),
+            events: VecDeque::new(),
+            transmits: VecDeque::new(),
+            verifications_done: 0,
+            config,
+        }
+    }
+
+    /// Re-anchor the wall clock (after NTP sync, say).
+    pub fn set_unix_time(&mut self, now: Instant, unix_now: u64) {
+        self.clock_base = (now, unix_now);
+    }
+
+    fn unix_now(&self, now: Instant) -> u64 {
+        self.clock_base.1 + now.millis_since(self.clock_base.0) / 1000
+    }
+
+    pub fn authority(&self) -> &A {
+        &self.authority
+    }
+
+    /// RSA peer verifications started so far.
+    pub fn verifications(&self) -> u64 {
+        self.verifications_done
+    }
+
+    /// The authenticated peer of tunnel `id`, if established.
+    pub fn peer(&self, id: TunnelId) -> Option<&PeerIdentity> {
+        self.tunnel(id)?.peer.as_ref()
+    }
+
+    /// The peer's address of tunnel `id`.
+    pub fn peer_addr(&self, id: TunnelId) -> Option<SocketAddr> {
+        Some(self.tunnel(id)?.addr)
+    }
+
+    /// Ids of the tunnels with an authenticated peer.
+    pub fn established(&self) -> impl Iterator<Item = TunnelId> + '_ {
+        self.tunnels
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.as_ref().is_some_and(|t| t.peer.is_some()))
+            .map(|(i, _)| i as TunnelId)
+    }
+
+    fn tunnel(&self, id: TunnelId) -> Option<&Tunnel> {
+        self.tunnels.get(id as usize)?.as_ref()
+    }
+
+    fn seed(&mut self) -> [u8; 32] {
+        let mut s = [0u8; 32];
+        self.rng.fill(&mut s);
+        s
+    }
+
+    fn alloc(&mut self, t: Tunnel) -> TunnelId {
+        let slot = match self.tunnels.iter().skip(1).position(Option::is_none) {
+            Some(i) => i + 1,
+            None => {
+                self.tunnels.push(None);
+                self.tunnels.len() - 1
+            }
+        };
+        self.tunnels[slot] = Some(t);
+        slot as TunnelId
+    }
+
+    fn free(&mut self, id: TunnelId, reason: Option<CloseReason>) {
+        if let Some(slot) = self.tunnels.get_mut(id as usize) {
+            if let Some(t) = slot.take() {
+                // Half-open tunnels never announced themselves.
+                if let (Some(reason), Some(_)) = (reason, t.peer) {
+                    self.events.push_back(Event::Closed { id, reason });
+                }
+            }
+        }
+    }
+
+    /// Open a tunnel to `addr`: queues a handshake initiation. The tunnel is
+    /// usable after [`Event::Established`].
+    pub fn connect(&mut self, now: Instant, addr: SocketAddr) -> TunnelId {
+        let id = self.alloc(Tunnel::new(addr, Role::Client, now));
+        self.initiate(now, id);
+        id
+    }
+
+    /// Start (or restart) an initiation on tunnel `id`, queueing it.
+    fn initiate(&mut self, now: Instant, id: TunnelId) {
+        let seed = self.seed();
+        let Some(Some(t)) = self.tunnels.get_mut(id as usize) else {
+            return;
+        };
+        t.generation = t.generation.wrapping_add(1);
+        let index = (id << 8) | u32::from(t.generation);
+        let cookie = t
+            .cookie
+            .filter(|(_, at)| now.saturating_duration_since(*at) < timers::COOKIE_LIFETIME)
+            .map(|(c, _)| c);
+        let mut buf = [0u8; wire::INIT_LEN];
+        if let Ok((h, n)) = Handshake::initiate(
+            &self.keys,
+            &self.identity,
+            seed,
+            index,
+            now,
+            cookie.as_ref(),
+            &mut buf,
+        ) {
+            t.handshake = Some(h);
+            t.attempts_since.get_or_insert(now);
+            t.last_sent = t.last_sent.max(now);
+            self.transmits.push_back(Transmit {
+                to: t.addr,
+                bytes: buf[..n].to_vec(),
+            });
+        }
+    }
+
+    /// Seal an IP packet for tunnel `id` into `out` (at least
+    /// `packet.len() + wire::DATA_OVERHEAD` bytes). May queue a rekey.
+    pub fn encapsulate<'a>(
+        &mut self,
+        now: Instant,
+        id: TunnelId,
+        packet: &[u8],
+        out: &'a mut [u8],
+    ) -> Action<'a> {
+        let cfg = &self.config;
+        let Some(Some(t)) = self.tunnels.get_mut(id as usize) else {
+            return Action::Err(Error::UnknownTunnel);
+        };
+        if t.closing.is_some() {
+            return Action::Err(Error::NoSession);
+        }
+        let addr = t.addr;
+        let Some(s) = t.sending_session(now, cfg.reject_after_time) else {
+            return Action::Err(Error::NoSession);
+        };
+        let n = match s.seal(wire::TYPE_DATA, packet, out) {
+            Ok(n) => n,
+            Err(SealError::BufferTooSmall) => return Action::Err(Error::BufferTooSmall),
+            Err(SealError::Exhausted) => return Action::Err(Error::NoSession),
+        };
+        let volume = s.sent() >= cfg.rekey_after_messages;
+        t.last_sent = t.last_sent.max(now);
+        if volume && t.handshake.is_none() {
+            self.initiate(now, id);
+        }
+        Action::WriteToNetwork(addr, &mut out[..n])
+    }
+
+    /// Handle one datagram from `src`. `out` must hold `datagram.len()` bytes
+    /// and at least [`wire::MAX_HANDSHAKE_LEN`] (replies are written there).
+    pub fn decapsulate<'a>(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        datagram: &[u8],
+        out: &'a mut [u8],
+    ) -> Action<'a> {
+        let msg = match wire::parse(datagram) {
+            Ok(m) => m,
+            Err(e) => return Action::Err(Error::Wire(e)),
+        };
+        let r = match msg {
+            Message::HandshakeInit(init) => self.on_init(now, src, &init, out),
+            Message::HandshakeResp(resp) => self.on_resp(now, src, &resp, out),
+            Message::HandshakeFinal(fin) => self.on_final(now, src, &fin, out),
+            Message::CookieReply(c) => self.on_cookie(now, &c),
+            Message::Data(d) => self.on_data(now, src, &d, out),
+        };
+        match r {
+            Ok(Out::Network(to, n)) => Action::WriteToNetwork(to, &mut out[..n]),
+            Ok(Out::Tunnel(id, n)) => Action::WriteToTunnel(id, &mut out[..n]),
+            Ok(Out::Done) => Action::Done,
+            Err(e) => Action::Err(e),
+        }
+    }
+
+    fn on_init(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        init: &wire::HandshakeInit<'_>,
+        out: &mut [u8],
+    ) -> Result<Out, Error> {
+        if !self.keys.verify_mac1(&init.macs) {
+            return Err(Error::Mac1);
+        }
+        // Under load, only initiators that proved their address get work done.
+        if self.initiations.is_empty(now) {
+            let mut rng = SeededRng::new(self.seed());
+            let mut nonce = [0u8; wire::COOKIE_NONCE_LEN];
+            rng.fill(&mut nonce);
+            let mut fresh = || {
+                let mut s = [0u8; 32];
+                rng.fill(&mut s);
+                s
+            };
+            if !self.cookies.verify_mac2(now, &src, &init.macs, &mut fresh) {
+                let n = self
+                    .cookies
+                    .reply(
+                        &self.keys,
+                        now,
+                        &src,
+                        init.sender,
+                        init.macs.mac1,
+                        &nonce,
+                        fresh,
+                        out,
+                    )
+                    .map_err(Error::Wire)?;
+                return Ok(Out::Network(src, n));
+            }
+        } else {
+            self.initiations.try_take(now);
+        }
+        // A known peer re-keying (or a simultaneous open) uses its tunnel.
+        let existing = self.tunnels.iter().position(|t| {
+            t.as_ref()
+                .is_some_and(|t| t.addr == src && t.closing.is_none())
+        });
+        let id = match existing {
+            Some(i) => {
+                let t = self.tunnels[i].as_ref().ok_or(Error::UnknownTunnel)?;
+                if let Some(h) = t.handshake.as_ref().filter(|h| h.is_initiator()) {
+                    // Both sides initiated: the larger ephemeral key wins, on both sides.
+                    if h.ephemeral() > &init.noise[..32] {
+                        return Ok(Out::Done);
+                    }
+                }
+                i as TunnelId
+            }
+            None => {
+                let accepted = self
+                    .tunnels
+                    .iter()
+                    .flatten()
+                    .filter(|t| t.role == Role::Server)
+                    .count();
+                if accepted >= self.config.max_clients {
+                    return Err(Error::TooManyClients);
+                }
+                self.alloc(Tunnel::new(src, Role::Server, now))
+            }
+        };
+        let seed = self.seed();
+        let t = self.tunnels[id as usize]
+            .as_mut()
+            .ok_or(Error::UnknownTunnel)?;
+        t.generation = t.generation.wrapping_add(1);
+        let index = (id << 8) | u32::from(t.generation);
+        match Handshake::respond(&self.keys, &self.identity, seed, index, now, init, out) {
+            Ok((h, n)) => {
+                t.handshake = Some(h);
+                Ok(Out::Network(src, n))
+            }
+            Err(e) => {
+                if t.peer.is_none() && t.current.is_none() {
+                    self.tunnels[id as usize] = None;
+                }
+                Err(Error::Handshake(e))
+            }
+        }
+    }
+
+    /// The Authority's verdict on `creds` for tunnel `id`, skipping RSA when
+    /// the peer proved the same static key and certificate before.
+    fn authenticate(
+        &mut self,
+        now: Instant,
+        id: TunnelId,
+        creds: &Credentials,
+    ) -> Result<PeerIdentity, Error> {
+        let unix = self.unix_now(now);
+        let t = self.tunnels[id as usize]
+            .as_ref()
+            .ok_or(Error::UnknownTunnel)?;
+        if let Some(p) = t.peer.as_ref() {
+            if t.peer_static == creds.static_pub && t.peer_cert == creds.cert_der {
+                if self.authority.is_revoked(p.serial) {
+                    return Err(Error::Auth(AuthError::Revoked(p.serial)));
+                }
+                if unix > p.not_after {
+                    return Err(Error::Auth(AuthError::OutOfDate));
+                }
+                return Ok(p.clone());
+            }
+        }
+        if !self.verifications.try_take(now) {
+            return Err(Error::RateLimited);
+        }
+        self.verifications_done += 1;
+        let p = self
+            .authority
+            .verify_peer(&creds.cert_der, &creds.static_pub, &creds.signature, unix)
+            .map_err(Error::Auth)?;
+        if t.peer.as_ref().is_some_and(|old| old.prefix != p.prefix) {
+            // A tunnel does not change peers; the other node must open its own.
+            return Err(Error::Auth(AuthError::Malformed(
+                "peer changed prefix".into(),
+            )));
+        }
+        Ok(p)
+    }
+
+    /// Install a completed handshake's session on tunnel `id` and announce it.
+    fn establish(
+        &mut self,
+        now: Instant,
+        id: TunnelId,
+        h: Handshake,
+        creds: Credentials,
+        peer: PeerIdentity,
+    ) -> Result<(), Error> {
+        let (local, remote, initiator) = (h.local_index, h.remote_index, h.is_initiator());
+        let split = h.split().map_err(Error::Handshake)?;
+        let session = Session::new(local, remote, &split.send, &split.recv, now, initiator);
+        // The same node through another tunnel (restart, new address): keep the newest.
+        let dup: Vec<TunnelId> = self
+            .tunnels
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| {
+                *i != id as usize
+                    && t.as_ref()
+                        .and_then(|t| t.peer.as_ref())
+                        .is_some_and(|p| p.prefix == peer.prefix)
+            })
+            .map(|(i, _)| i as TunnelId)
+            .collect();
+        for d in dup {
+            self.free(d, Some(CloseReason::Replaced));
+        }
+        let t = self.tunnels[id as usize]
+            .as_mut()
+            .ok_or(Error::UnknownTunnel)?;
+        t.install(session);
+        t.attempts_since = None;
+        t.last_received = t.last_received.max(now); // never backwards: a clock jump must not kill the tunnel
+        t.peer_static = creds.static_pub;
+        t.peer_cert = creds.cert_der;
+        let first = t.peer.is_none();
+        t.peer = Some(peer.clone());
+        self.events.push_back(if first {
+            Event::Established {
+                id,
+                peer,
+                addr: t.addr,
+            }
+        } else {
+            Event::Rekeyed { id }
+        });
+        Ok(())
+    }
+
+    fn on_resp(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        resp: &wire::HandshakeResp<'_>,
+        out: &mut [u8],
+    ) -> Result<Out, Error> {
+        if !self.keys.verify_mac1(&resp.macs) {
+            return Err(Error::Mac1);
+        }
+        let id = slot_of(resp.receiver) as TunnelId;
+        let t = self
+            .tunnels
+            .get_mut(id as usize)
+            .and_then(Option::as_mut)
+            .ok_or(Error::UnknownIndex)?;
+        let h = t
+            .handshake
+            .as_mut()
+            .filter(|h| h.is_initiator() && h.local_index == resp.receiver && !h.is_finished())
+            .ok_or(Error::UnknownIndex)?;
+        let creds = h.read_response(resp).map_err(Error::Handshake);
+        let creds = match creds {
+            Ok(c) => c,
+            Err(e) => {
+                // Noise state is spoiled by a failed read: start over later.
+                t.handshake = None;
+                return Err(e);
+            }
+        };
+        let peer = match self.authenticate(now, id, &creds) {
+            Ok(p) => p,
+            Err(e) => {
+                if let Some(t) = self.tunnels[id as usize].as_mut() {
+                    t.handshake = None;
+                }
+                return Err(e);
+            }
+        };
+        let t = self.tunnels[id as usize]
+            .as_mut()
+            .ok_or(Error::UnknownTunnel)?;
+        let mut h = t.handshake.take().ok_or(Error::UnknownIndex)?;
+        let n = h
+            .write_final(&self.keys, &self.identity, out)
+            .map_err(Error::Handshake)?;
+        // Roaming: the responder's address is where its authenticated answer came from.
+        t.addr = src;
+        t.last_sent = t.last_sent.max(now);
+        self.establish(now, id, h, creds, peer)?;
+        Ok(Out::Network(src, n))
+    }
+
+    fn on_final(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        fin: &wire::HandshakeFinal<'_>,
+        out: &mut [u8],
+    ) -> Result<Out, Error> {
+        if !self.keys.verify_mac1(&fin.macs) {
+            return Err(Error::Mac1);
+        }
+        let id = slot_of(fin.receiver) as TunnelId;
+        let t = self
+            .tunnels
+            .get_mut(id as usize)
+            .and_then(Option::as_mut)
+            .ok_or(Error::UnknownIndex)?;
+        let h = t
+            .handshake
+            .as_mut()
+            .filter(|h| !h.is_initiator() && h.local_index == fin.receiver)
+            .ok_or(Error::UnknownIndex)?;
+        let result = h.read_final(fin).map_err(Error::Handshake);
+        let result = result.and_then(|creds| {
+            let peer = self.authenticate(now, id, &creds)?;
+            Ok((creds, peer))
+        });
+        let t = self.tunnels[id as usize]
+            .as_mut()
+            .ok_or(Error::UnknownTunnel)?;
+        let h = t.handshake.take().ok_or(Error::UnknownIndex)?;
+        let (creds, peer) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                if t.peer.is_none() {
+                    self.tunnels[id as usize] = None;
+                }
+                return Err(e);
+            }
+        };
+        t.addr = src;
+        self.establish(now, id, h, creds, peer)?;
+        // Confirm at once, so the initiator switches to the new keys.
+        let t = self.tunnels[id as usize]
+            .as_mut()
+            .ok_or(Error::UnknownTunnel)?;
+        let s = t.current.as_mut().ok_or(Error::NoSession)?;
+        let n = s
+            .seal(wire::TYPE_DATA, &[], out)
+            .map_err(|_| Error::BufferTooSmall)?;
+        t.last_sent = t.last_sent.max(now);
+        Ok(Out::Network(src, n))
+    }
+
+    fn on_cookie(&mut self, now: Instant, c: &wire::CookieReply<'_>) -> Result<Out, Error> {
+        let t = self
+            .tunnels
+            .get_mut(slot_of(c.receiver))
+            .and_then(Option::as_mut)
+            .ok_or(Error::UnknownIndex)?;
+        let h = t
+            .handshake
+            .as_ref()
+            .filter(|h| h.local_index == c.receiver)
+            .ok_or(Error::UnknownIndex)?;
+        let cookie = self
+            .keys
+            .open_cookie_reply(c, &h.last_mac1)
+            .ok_or(Error::Mac1)?;
+        // Used by the next retransmission (REKEY_TIMEOUT), as in WireGuard.
+        t.cookie = Some((cookie, now));
+        Ok(Out::Done)
+    }
+
+    fn on_data(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        d: &wire::Data<'_>,
+        out: &mut [u8],
+    ) -> Result<Out, Error> {
+        let id = slot_of(d.receiver) as TunnelId;
+        let reject = self.config.reject_after_time;
+        let t = self
+            .tunnels
+            .get_mut(id as usize)
+            .and_then(Option::as_mut)
+            .ok_or(Error::UnknownIndex)?;
+        let s = t.session_mut(d.receiver).ok_or(Error::UnknownIndex)?;
+        if now.saturating_duration_since(s.established) >= reject {
+            return Err(Error::Open(OpenError::Expired));
+        }
+        let n = s.open(d, out).map_err(Error::Open)?;
+        t.last_received = t.last_received.max(now); // never backwards: a clock jump must not kill the tunnel
+                                                    // Roaming, as in WireGuard: the last authenticated source is the peer.
+        t.addr = src;
+        if d.kind == wire::TYPE_CLOSE {
+            return self.on_close(now, id, out.first().copied(), out);
+        }
+        if n == 0 {
+            return Ok(Out::Done);
+        }
+        Ok(Out::Tunnel(id, n))
+    }
+
+    fn on_close(
+        &mut self,
+        now: Instant,
+        id: TunnelId,
+        kind: Option<u8>,
+        out: &mut [u8],
+    ) -> Result<Out, Error> {
+        match kind.and_then(CloseKind::from_byte) {
+            Some(CloseKind::Request) => {
+                let t = self.tunnels[id as usize]
+                    .as_mut()
+                    .ok_or(Error::UnknownTunnel)?;
+                let addr = t.addr;
+                let reject = self.config.reject_after_time;
+                let n = t
+                    .sending_session(now, reject)
+                    .and_then(|s| s.seal(wire::TYPE_CLOSE, &[CloseKind::Ack as u8], out).ok());
+                self.free(id, Some(CloseReason::Peer));
+                Ok(n.map_or(Out::Done, |n| Out::Network(addr, n)))
+            }
+            Some(CloseKind::Ack) => {
+                if self.tunnel(id).is_some_and(|t| t.closing.is_some()) {
+                    self.free(id, Some(CloseReason::Local));
+                }
+                Ok(Out::Done)
+            }
+            None => Ok(Out::Done),
+        }
+    }
+
+    /// Close tunnel `id` gracefully (re6st's kill request): queues an
+    /// authenticated close request; [`Event::Closed`] follows the peer's
+    /// acknowledgement, or REKEY_TIMEOUT.
+    pub fn close(&mut self, now: Instant, id: TunnelId) -> Result<(), Error> {
+        let reject = self.config.reject_after_time;
+        let t = self
+            .tunnels
+            .get_mut(id as usize)
+            .and_then(Option::as_mut)
+            .ok_or(Error::UnknownTunnel)?;
+        let mut buf = [0u8; wire::CLOSE_LEN];
+        match t.sending_session(now, reject) {
+            Some(s) => {
+                let n = s
+                    .seal(wire::TYPE_CLOSE, &[CloseKind::Request as u8], &mut buf)
+                    .map_err(|_| Error::NoSession)?;
+                t.closing = Some(now);
+                t.handshake = None;
+                let to = t.addr;
+                self.transmits.push_back(Transmit {
+                    to,
+                    bytes: buf[..n].to_vec(),
+                });
+            }
+            None => self.free(id, Some(CloseReason::Local)),
+        }
+        Ok(())
+    }
+
+    /// Apply a new CRL (the network config's `crl`): tunnels of revoked peers
+    /// are torn down at once ([`Event::Closed`] with [`CloseReason::Revoked`]).
+    pub fn apply_crl(&mut self, crl: &[u64]) {
+        self.authority.update_crl(crl);
+        let revoked: Vec<TunnelId> = self
+            .tunnels
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| {
+                t.as_ref()
+                    .and_then(|t| t.peer.as_ref())
+                    .is_some_and(|p| self.authority.is_revoked(p.serial))
+            })
+            .map(|(i, _)| i as TunnelId)
+            .collect();
+        for id in revoked {
+            self.free(id, Some(CloseReason::Revoked));
+        }
+    }
+
+    /// Run every timer due at `now`: handshake retries and rekeys,
+    /// keepalives, session expiry, dead peers, close timeouts. Call it at
+    /// [`Self::poll_timeout`] (calling it early or late is harmless).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let unix = self.unix_now(now);
+        let cfg = self.config.clone();
+        for id in 1..self.tunnels.len() as TunnelId {
+            let Some(t) = self.tunnels[id as usize].as_mut() else {
+                continue;
+            };
+            let since = |at: Instant| now.saturating_duration_since(at);
+            if let Some(at) = t.closing {
+                if since(at) >= cfg.rekey_timeout {
+                    self.free(id, Some(CloseReason::Local));
+                }
+                continue;
+            }
+            // Expired sessions go first: nothing may use them.
+            if t.previous
+                .as_ref()
+                .is_some_and(|s| since(s.established) >= cfg.reject_after_time)
+            {
+                t.previous = None;
+            }
+            if t.current
+                .as_ref()
+                .is_some_and(|s| since(s.established) >= cfg.reject_after_time)
+            {
+                t.current = t.previous.take();
+            }
+            if t.peer.is_none() && t.role == Role::Server {
+                // Half-open: the initiator never completed.
+                if t.handshake
+                    .as_ref()
+                    .is_none_or(|h| since(h.started) >= cfg.rekey_timeout)
+                {
+                    self.tunnels[id as usize] = None;
+                }
+                continue;
+            }
+            if t.peer.is_some() {
+                if since(t.last_received) >= cfg.dead_peer_timeout {
+                    self.free(id, Some(CloseReason::DeadPeer));
+                    continue;
+                }
+                if t.peer.as_ref().is_some_and(|p| unix > p.not_after) {
+                    self.free(id, Some(CloseReason::Expired));
+                    continue;
+                }
+            }
+            let mut initiate = false;
+            match t.handshake.as_ref() {
+                Some(h) if since(h.started) >= cfg.rekey_timeout => {
+                    if h.is_initiator() || t.current.is_none() {
+                        if t.attempts_since
+                            .is_some_and(|a| since(a) >= cfg.rekey_attempt_time)
+                        {
+                            if t.current.is_none() {
+                                if t.peer.is_some() {
+                                    self.free(id, Some(CloseReason::HandshakeFailed));
+                                } else {
+                                    self.tunnels[id as usize] = None;
+                                    self.events.push_back(Event::Closed {
+                                        id,
+                                        reason: CloseReason::HandshakeFailed,
+                                    });
+                                }
+                                continue;
+                            }
+                            t.handshake = None;
+                        } else {
+                            initiate = true;
+                        }
+                    } else {
+                        t.handshake = None;
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    let stale = |s: &Session| {
+                        let age = since(s.established);
+                        (s.initiator && age >= cfg.rekey_after_time)
+                            || age
+                                >= cfg
+                                    .reject_after_time
+                                    .saturating_sub(cfg.keepalive_timeout + cfg.rekey_timeout)
+                            || (s.initiator && !s.confirmed && age >= cfg.rekey_timeout)
+                    };
+                    initiate = t.current.as_ref().is_none_or(stale);
+                }
+            }
+            if initiate {
+                self.initiate(now, id);
+                continue;
+            }
+            if since(t.last_sent) >= cfg.keepalive_timeout {
+                let to = t.addr;
+                let mut buf = [0u8; wire::DATA_OVERHEAD];
+                if let Some(n) = t
+                    .sending_session(now, cfg.reject_after_time)
+                    .and_then(|s| s.seal(wire::TYPE_DATA, &[], &mut buf).ok())
+                {
+                    t.last_sent = t.last_sent.max(now);
+                    self.transmits.push_back(Transmit {
+                        to,
+                        bytes: buf[..n].to_vec(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The earliest time [`Self::handle_timeout`] has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let cfg = &self.config;
+        let mut next: Option<Instant> = None;
+        let mut at = |i: Instant| next = Some(next.map_or(i, |n| n.min(i)));
+        for t in self.tunnels.iter().flatten() {
+            if let Some(c) = t.closing {
+                at(c + cfg.rekey_timeout);
+                continue;
+            }
+            if let Some(h) = &t.handshake {
+                at(h.started + cfg.rekey_timeout);
+            }
+            for s in t.current.iter().chain(&t.previous) {
+                at(s.established + cfg.reject_after_time);
+            }
+            if let Some(s) = &t.current {
+                let rekey = if s.initiator {
+                    if s.confirmed {
+                        cfg.rekey_after_time
+                    } else {
+                        cfg.rekey_timeout
+                    }
+                } else {
+                    cfg.reject_after_time
+                        .saturating_sub(cfg.keepalive_timeout + cfg.rekey_timeout)
+                };
+                at(s.established + rekey);
+                at(t.last_sent + cfg.keepalive_timeout);
+            }
+            if let Some(p) = &t.peer {
+                at(t.last_received + cfg.dead_peer_timeout);
+                // Certificate expiry, on the monotonic clock.
+                let left = p.not_after.saturating_sub(self.clock_base.1);
+                at(self.clock_base.0 + Duration::from_secs(left.saturating_add(1)));
+            }
+        }
+        next
+    }
+
+    /// The next queued control datagram. Call until `None` after every other call.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the mesh manager.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+}
+
+/// Internal result of a decapsulation step: lengths into the caller's buffer.
+enum Out {
+    Network(SocketAddr, usize),
+    Tunnel(TunnelId, usize),
+    Done,
+}
