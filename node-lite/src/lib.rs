@@ -15,6 +15,7 @@ pub mod driver;
 pub mod fib;
 pub mod ip;
 pub mod logger;
+pub mod mesh;
 pub mod net;
 pub mod register;
 pub mod selftest;
