@@ -324,4 +324,4 @@ pub fn emit_header(buf: &mut [u8], body_len: usize) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

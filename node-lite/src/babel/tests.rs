@@ -1,0 +1,716 @@
+//! Engines in memory: several nodes on simulated links, a virtual clock, no sleeps.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv6Addr, SocketAddrV6};
+
+use super::mac::{MacAlgorithm, MacKey};
+use super::wire::{Decoder, Message, Packet, INFINITY, PORT};
+use super::*;
+use crate::time::Instant;
+
+/// A segment: a LAN (any number of ends) or a tunnel (two).
+struct Wire {
+    ends: Vec<(usize, LinkId, Ipv6Addr)>,
+    up: bool,
+    /// One-way latency, ms.
+    latency: u64,
+}
+
+type Invariant = Box<dyn Fn(&Sim)>;
+
+struct Delivery {
+    node: usize,
+    link: LinkId,
+    from: Ipv6Addr,
+    to: Ipv6Addr,
+    bytes: Vec<u8>,
+}
+
+struct Sim {
+    now: Instant,
+    nodes: Vec<Engine>,
+    wires: Vec<Wire>,
+    /// (time, sequence) -> delivery.
+    queue: BTreeMap<(Instant, u64), Delivery>,
+    seq: u64,
+    /// Every datagram sent: (sender, link, to, bytes), for replay tests.
+    sent: Vec<(usize, LinkId, Ipv6Addr, Vec<u8>)>,
+    /// Checked after every step.
+    invariant: Option<Invariant>,
+}
+
+fn rid(i: usize) -> RouterId {
+    RouterId([0, 0, 0, 0, 0, 0, 0, i as u8 + 1])
+}
+
+fn p(s: &str) -> Prefix {
+    let (a, l) = s.split_once('/').unwrap();
+    Prefix::from_addr(a.parse().unwrap(), l.parse().unwrap())
+}
+
+/// Node i's own prefix, 2001:db8:i::/48.
+fn own(i: usize) -> Prefix {
+    Prefix::from_addr(Ipv6Addr::new(0x2001, 0xdb8, i as u16, 0, 0, 0, 0, 0), 48)
+}
+
+impl Sim {
+    fn new(n: usize, mac: Option<MacConfig>) -> Sim {
+        let now = Instant::from_secs(1000);
+        let nodes = (0..n)
+            .map(|i| {
+                let mut cfg = EngineConfig::new(rid(i), 0x5eed + i as u64);
+                if let Some(m) = &mac {
+                    cfg.mac = m.clone();
+                }
+                let mut e = Engine::new(cfg, now);
+                e.originate(now, own(i), Prefix::DEFAULT);
+                e
+            })
+            .collect();
+        Sim {
+            now,
+            nodes,
+            wires: Vec::new(),
+            queue: BTreeMap::new(),
+            seq: 0,
+            sent: Vec::new(),
+            invariant: None,
+        }
+    }
+
+    /// Connects nodes with a new segment; returns its index.
+    fn connect(&mut self, members: &[usize], kind: LinkKind, hello_ms: u32, latency: u64) -> usize {
+        let w = self.wires.len();
+        let mut ends = Vec::new();
+        for &m in members {
+            let local = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, m as u16 + 1, w as u16 + 1);
+            let cfg = LinkConfig::new(kind, local).with_hello_interval_ms(hello_ms);
+            let link = self.nodes[m].add_link(self.now, cfg).unwrap();
+            ends.push((m, link, local));
+        }
+        self.wires.push(Wire {
+            ends,
+            up: true,
+            latency,
+        });
+        w
+    }
+
+    fn link_of(&self, node: usize, wire: usize) -> LinkId {
+        self.wires[wire]
+            .ends
+            .iter()
+            .find(|e| e.0 == node)
+            .unwrap()
+            .1
+    }
+
+    fn addr_of(&self, node: usize, wire: usize) -> Ipv6Addr {
+        self.wires[wire]
+            .ends
+            .iter()
+            .find(|e| e.0 == node)
+            .unwrap()
+            .2
+    }
+
+    fn flush_transmits(&mut self) {
+        let mut buf = [0u8; 1500];
+        for i in 0..self.nodes.len() {
+            while let Some(t) = self.nodes[i].poll_transmit(self.now, &mut buf) {
+                let bytes = buf[..t.len].to_vec();
+                // What we send must be valid Babel.
+                let pkt = Packet::new_checked(&bytes[..]).expect("engine sent a bad packet");
+                for m in Decoder::new(pkt.body()) {
+                    m.expect("engine sent a bad TLV");
+                }
+                self.sent.push((i, t.link, t.dst, bytes.clone()));
+                let w = self
+                    .wires
+                    .iter()
+                    .position(|w| w.ends.iter().any(|e| e.0 == i && e.1 == t.link))
+                    .expect("transmit on an unknown link");
+                let wire = &self.wires[w];
+                if !wire.up {
+                    continue;
+                }
+                let from = wire.ends.iter().find(|e| e.0 == i).unwrap().2;
+                for &(m, link, local) in &wire.ends {
+                    if m == i || !(t.dst.is_multicast() || t.dst == local) {
+                        continue;
+                    }
+                    self.seq += 1;
+                    self.queue.insert(
+                        (self.now.add_millis(wire.latency), self.seq),
+                        Delivery {
+                            node: m,
+                            link,
+                            from,
+                            to: t.dst,
+                            bytes: bytes.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Advances the virtual clock to `secs` seconds after the start, bounded.
+    fn run_for(&mut self, secs: u64) {
+        let end = self.now.add_millis(secs * 1000);
+        for _ in 0..2_000_000 {
+            self.flush_transmits();
+            let mut next = end;
+            if let Some((&(t, _), _)) = self.queue.iter().next() {
+                next = next.min(t);
+            }
+            for n in &self.nodes {
+                if let Some(t) = n.poll_timeout() {
+                    next = next.min(t);
+                }
+            }
+            if next >= end && self.queue.keys().next().is_none_or(|k| k.0 > end) {
+                self.now = end;
+                for n in &mut self.nodes {
+                    n.handle_timeout(end);
+                }
+                self.flush_transmits();
+                return;
+            }
+            self.now = self.now.max(next);
+            while let Some(entry) = self.queue.first_entry() {
+                if entry.key().0 > self.now {
+                    break;
+                }
+                let d = entry.remove();
+                let from = SocketAddrV6::new(d.from, PORT, 0, 0);
+                self.nodes[d.node].handle_packet(self.now, d.link, from, d.to, &d.bytes);
+            }
+            for n in &mut self.nodes {
+                if n.poll_timeout().is_some_and(|t| t <= self.now) {
+                    n.handle_timeout(self.now);
+                }
+            }
+            if let Some(check) = &self.invariant {
+                check(self);
+            }
+        }
+        panic!("simulation did not reach its end time");
+    }
+
+    /// Runs until `cond` holds, checking every 100 ms; returns the time it took (ms).
+    fn run_until(&mut self, max_secs: u64, cond: impl Fn(&Sim) -> bool) -> Option<u64> {
+        let start = self.now;
+        for _ in 0..max_secs * 10 {
+            if cond(self) {
+                return Some(self.now.millis_since(start));
+            }
+            let end = self.now.add_millis(100);
+            let ms = end.millis_since(self.now);
+            self.run_ms(ms);
+        }
+        cond(self).then(|| self.now.millis_since(start))
+    }
+
+    fn run_ms(&mut self, ms: u64) {
+        // run_for works in seconds; sub-second steps via a scaled end.
+        let end = self.now.add_millis(ms);
+        let whole = ms / 1000;
+        if whole > 0 {
+            self.run_for(whole);
+        }
+        while self.now < end {
+            let step_end = end;
+            self.flush_transmits();
+            let mut next = step_end;
+            if let Some((&(t, _), _)) = self.queue.iter().next() {
+                next = next.min(t);
+            }
+            for n in &self.nodes {
+                if let Some(t) = n.poll_timeout() {
+                    next = next.min(t);
+                }
+            }
+            self.now = next.max(self.now);
+            while let Some(entry) = self.queue.first_entry() {
+                if entry.key().0 > self.now {
+                    break;
+                }
+                let d = entry.remove();
+                let from = SocketAddrV6::new(d.from, PORT, 0, 0);
+                self.nodes[d.node].handle_packet(self.now, d.link, from, d.to, &d.bytes);
+            }
+            for n in &mut self.nodes {
+                if n.poll_timeout().is_some_and(|t| t <= self.now) {
+                    n.handle_timeout(self.now);
+                }
+            }
+            if let Some(check) = &self.invariant {
+                check(self);
+            }
+            if next >= step_end {
+                break;
+            }
+        }
+        self.flush_transmits();
+    }
+
+    fn route(&self, node: usize, dest: Prefix) -> Option<RouteInfo> {
+        self.nodes[node]
+            .installed_route(&dest, &Prefix::DEFAULT)
+            .filter(|r| r.metric < INFINITY)
+    }
+
+    /// Which node owns the next-hop address of `node`'s route.
+    fn next_node(&self, node: usize, dest: Prefix) -> Option<usize> {
+        let r = self.route(node, dest)?;
+        self.wires
+            .iter()
+            .flat_map(|w| w.ends.iter())
+            .find(|e| e.2 == r.next_hop)
+            .map(|e| e.0)
+    }
+}
+
+const HELLO: u32 = 1000;
+
+#[test]
+fn line_converges_with_additive_metrics() {
+    let mut s = Sim::new(3, None);
+    s.connect(&[0, 1], LinkKind::Wired, HELLO, 1);
+    s.connect(&[1, 2], LinkKind::Wired, HELLO, 1);
+    let t = s
+        .run_until(60, |s| {
+            s.route(0, own(2)).is_some() && s.route(2, own(0)).is_some()
+        })
+        .expect("no convergence in 60 s");
+    assert!(t <= 15_000, "took {t} ms");
+    assert_eq!(s.route(0, own(2)).unwrap().metric, 192);
+    assert_eq!(s.route(0, own(1)).unwrap().metric, 96);
+    assert_eq!(s.route(2, own(0)).unwrap().metric, 192);
+    assert_eq!(s.next_node(0, own(2)), Some(1));
+    assert_eq!(s.route(0, own(2)).unwrap().router_id, rid(2));
+    // Routes reached the driver as events.
+    let mut installed = Vec::new();
+    while let Some(e) = s.nodes[0].poll_event() {
+        if let RouteEvent::Installed(r) = e {
+            installed.push(r.prefix);
+        }
+    }
+    assert!(installed.contains(&own(1)) && installed.contains(&own(2)));
+    // Stable afterwards: nothing flaps in a minute.
+    s.run_for(60);
+    assert_eq!(s.route(0, own(2)).unwrap().metric, 192);
+    assert!(s.nodes[0].poll_event().is_none());
+}
+
+/// Follows next hops from every node; a revisit is a routing loop.
+fn loop_free(s: &Sim, dest: Prefix) {
+    for start in 0..s.nodes.len() {
+        let mut at = start;
+        let mut seen = vec![false; s.nodes.len()];
+        while let Some(next) = s.next_node(at, dest) {
+            assert!(
+                !seen[at],
+                "routing loop for {dest} at t={:?} from node {start}",
+                s.now
+            );
+            seen[at] = true;
+            at = next;
+        }
+    }
+}
+
+#[test]
+fn triangle_prefers_direct_and_switches_after_a_cut() {
+    let mut s = Sim::new(3, None);
+    s.connect(&[0, 1], LinkKind::Wired, HELLO, 1);
+    s.connect(&[1, 2], LinkKind::Wired, HELLO, 1);
+    let ac = s.connect(&[0, 2], LinkKind::Wired, HELLO, 1);
+    s.run_for(30);
+    assert_eq!(s.next_node(0, own(2)), Some(2));
+    assert_eq!(s.route(0, own(2)).unwrap().metric, 96);
+    s.invariant = Some(Box::new(|s| loop_free(s, own(2))));
+    s.wires[ac].up = false;
+    // Both ends switch; C's detour is unfeasible at first (its feasibility distance is
+    // the direct metric) and needs A's seqno.
+    let t = s
+        .run_until(60, |s| {
+            s.next_node(0, own(2)) == Some(1) && s.next_node(2, own(0)) == Some(1)
+        })
+        .expect("no switch-over");
+    // babeld does this in about 4 s at 1 s hellos; allow up to 6 intervals.
+    assert!(t <= 6 * HELLO as u64, "switch took {t} ms");
+    eprintln!("triangle switch-over at 1 s hellos: {t} ms");
+    assert_eq!(s.route(0, own(2)).unwrap().metric, 192);
+    // The cut link heals: back to the direct route.
+    s.wires[ac].up = true;
+    s.run_until(60, |s| s.next_node(0, own(2)) == Some(2))
+        .expect("did not return to the direct link");
+}
+
+#[test]
+fn cut_line_retracts_and_flushes() {
+    let mut s = Sim::new(3, None);
+    s.connect(&[0, 1], LinkKind::Wired, HELLO, 1);
+    let bc = s.connect(&[1, 2], LinkKind::Wired, HELLO, 1);
+    s.run_for(30);
+    assert!(s.route(0, own(2)).is_some());
+    s.wires[bc].up = false;
+    let t = s
+        .run_until(60, |s| {
+            s.route(0, own(2)).is_none() && s.route(1, own(2)).is_none()
+        })
+        .expect("route to the cut node not retracted");
+    assert!(t <= 8 * HELLO as u64, "retraction took {t} ms");
+    // Eventually the unreachable entries are flushed and the driver told.
+    s.run_for(120);
+    assert!(s.nodes[0].routes().all(|r| r.prefix != own(2)));
+    let mut removed = false;
+    while let Some(e) = s.nodes[0].poll_event() {
+        removed |= matches!(e, RouteEvent::Removed { prefix, .. } if prefix == own(2));
+        removed |=
+            matches!(e, RouteEvent::Changed(r) if r.prefix == own(2) && r.metric == INFINITY);
+    }
+    assert!(removed);
+}
+
+/// The classic counting-to-infinity set-up: a ring A-B-C around D's attachment point,
+/// D cut off. With the feasibility condition, no loop forms at any instant and the
+/// metric never counts up.
+#[test]
+fn counting_to_infinity_does_not_loop() {
+    let mut s = Sim::new(4, None);
+    s.connect(&[0, 1], LinkKind::Wired, HELLO, 5);
+    s.connect(&[1, 2], LinkKind::Wired, HELLO, 5);
+    s.connect(&[0, 2], LinkKind::Wired, HELLO, 5);
+    let cd = s.connect(&[2, 3], LinkKind::Wired, HELLO, 5);
+    s.run_for(30);
+    assert_eq!(s.route(0, own(3)).unwrap().metric, 192);
+    s.invariant = Some(Box::new(|s| {
+        loop_free(s, own(3));
+        for n in 0..3 {
+            if let Some(r) = s.route(n, own(3)) {
+                assert!(r.metric <= 288, "metric counting up: {}", r.metric);
+            }
+        }
+    }));
+    s.wires[cd].up = false;
+    let t = s
+        .run_until(120, |s| (0..3).all(|n| s.route(n, own(3)).is_none()))
+        .expect("D's prefix still routed");
+    assert!(t <= 10 * HELLO as u64, "took {t} ms");
+    s.run_for(60);
+    assert!((0..3).all(|n| s.route(n, own(3)).is_none()));
+}
+
+/// A's only remaining route is unfeasible after its better neighbour goes: A must ask
+/// the source for a new seqno rather than wait for its feasibility distance to expire.
+#[test]
+fn starvation_is_resolved_by_a_seqno_request() {
+    // S=0, B=1, A=2, C=3, D=4: S-B-A short, S-C-D-A long.
+    let mut s = Sim::new(5, None);
+    s.connect(&[0, 1], LinkKind::Wired, HELLO, 1);
+    let ab = s.connect(&[1, 2], LinkKind::Wired, HELLO, 1);
+    s.connect(&[0, 3], LinkKind::Wired, HELLO, 1);
+    s.connect(&[3, 4], LinkKind::Wired, HELLO, 1);
+    s.connect(&[4, 2], LinkKind::Wired, HELLO, 1);
+    s.run_for(40);
+    assert_eq!(s.next_node(2, own(0)), Some(1));
+    assert_eq!(s.route(2, own(0)).unwrap().metric, 192);
+    let seqno_before = s.nodes[0].seqno();
+    s.wires[ab].up = false;
+    let t = s
+        .run_until(60, |s| s.next_node(2, own(0)) == Some(4))
+        .expect("A stayed starved");
+    // Well before the 200 s a feasibility distance takes to expire.
+    assert!(t <= 15_000, "took {t} ms");
+    assert_eq!(s.route(2, own(0)).unwrap().metric, 288);
+    assert!(
+        s.nodes[0].seqno().gt(seqno_before),
+        "the source bumped its seqno for the request"
+    );
+    assert!(s
+        .sent
+        .iter()
+        .filter(|(n, ..)| *n == 2)
+        .any(
+            |(_, _, _, b)| Decoder::new(Packet::new_unchecked(&b[..]).body())
+                .any(|m| matches!(m, Ok(Message::SeqnoRequest { prefix, .. }) if prefix == own(0)))
+        ));
+}
+
+#[test]
+fn rtt_shows_in_the_metric_and_steers_routes() {
+    let mut s = Sim::new(3, None);
+    // A-C slow (150 ms one way), A-B-C fast: RTT penalty makes the detour win.
+    s.connect(&[0, 1], LinkKind::Tunnel, HELLO, 2);
+    s.connect(&[1, 2], LinkKind::Tunnel, HELLO, 2);
+    let ac = s.connect(&[0, 2], LinkKind::Tunnel, HELLO, 150);
+    s.run_for(90);
+    let now = s.now;
+    let to_c = s.nodes[0]
+        .neighbours(now)
+        .find(|n| n.address == s.addr_of(2, ac))
+        .unwrap();
+    let rtt = to_c.rtt_us.expect("no RTT measured");
+    assert!((290_000..=320_000).contains(&rtt), "rtt {rtt} µs");
+    let penalty = (5000 * (rtt - 10_000) / 490_000) as u16;
+    assert!(to_c.cost.abs_diff(96 + penalty) <= 1, "cost {}", to_c.cost);
+    let fast = s.nodes[0]
+        .neighbours(now)
+        .find(|n| n.address == s.addr_of(1, 0))
+        .unwrap();
+    assert!(fast.rtt_us.unwrap() < 10_000 && fast.cost == 96);
+    assert_eq!(s.next_node(0, own(2)), Some(1));
+    assert_eq!(s.route(0, own(2)).unwrap().metric, 192);
+    assert_eq!(
+        s.link_of(0, ac),
+        s.nodes[0]
+            .neighbours(now)
+            .find(|n| n.cost > 96)
+            .unwrap()
+            .link
+    );
+}
+
+fn mac_config(key: &MacKey) -> MacConfig {
+    MacConfig {
+        sign: Some(key.clone()),
+        accept: None,
+        accept_bad_signatures: false,
+    }
+}
+
+#[test]
+fn mac_with_the_same_key_converges() {
+    for alg in [MacAlgorithm::Blake2s128, MacAlgorithm::HmacSha256] {
+        let key = MacKey::new(alg, &[0x42; 16]).unwrap();
+        let mut s = Sim::new(2, Some(mac_config(&key)));
+        s.connect(&[0, 1], LinkKind::Tunnel, HELLO, 1);
+        s.run_until(30, |s| {
+            s.route(0, own(1)).is_some() && s.route(1, own(0)).is_some()
+        })
+        .unwrap_or_else(|| panic!("{alg:?}: no routes"));
+        assert!(s.nodes[0].stats().challenges_sent >= 1);
+        assert_eq!(s.nodes[0].stats().mac_rejected, 0);
+        // Every packet is signed.
+        let key0 = &key;
+        for (n, link, to, b) in &s.sent {
+            let from = s.wires[0]
+                .ends
+                .iter()
+                .find(|e| e.0 == *n && e.1 == *link)
+                .unwrap()
+                .2;
+            let pkt = Packet::new_checked(&b[..]).unwrap();
+            assert_eq!(
+                key0.verify(from, PORT, *to, PORT, &pkt),
+                super::mac::MacCheck::Good
+            );
+        }
+    }
+}
+
+#[test]
+fn mac_with_a_wrong_key_is_rejected_both_ways() {
+    let mut s = Sim::new(2, None);
+    s.nodes[0].set_mac(mac_config(
+        &MacKey::new(MacAlgorithm::Blake2s128, &[1; 16]).unwrap(),
+    ));
+    s.nodes[1].set_mac(mac_config(
+        &MacKey::new(MacAlgorithm::Blake2s128, &[2; 16]).unwrap(),
+    ));
+    s.connect(&[0, 1], LinkKind::Tunnel, HELLO, 1);
+    s.run_for(30);
+    assert!(s.route(0, own(1)).is_none() && s.route(1, own(0)).is_none());
+    assert!(s.nodes[0].stats().mac_rejected > 10);
+    assert!(s.nodes[1].stats().mac_rejected > 10);
+    // Unsigned packets are rejected too, unless bad signatures are accepted.
+    let mut t = Sim::new(2, None);
+    t.nodes[0].set_mac(MacConfig {
+        accept_bad_signatures: true,
+        ..mac_config(&MacKey::new(MacAlgorithm::Blake2s128, &[1; 16]).unwrap())
+    });
+    t.connect(&[0, 1], LinkKind::Tunnel, HELLO, 1);
+    t.run_for(30);
+    assert!(
+        t.route(0, own(1)).is_some(),
+        "accept-bad-signatures takes unsigned packets"
+    );
+    assert!(
+        t.route(1, own(0)).is_some(),
+        "the unkeyed side ignores MACs"
+    );
+    assert!(t.nodes[0].stats().mac_rejected > 0);
+}
+
+#[test]
+fn mac_key_rotation_accept_key() {
+    let k1 = MacKey::new(MacAlgorithm::Blake2s128, &[1; 16]).unwrap();
+    let k2 = MacKey::new(MacAlgorithm::Blake2s128, &[2; 16]).unwrap();
+    let mut s = Sim::new(2, None);
+    // re6st's rotation step "sign K2, accept K1" next to a node still on "sign K1".
+    s.nodes[0].set_mac(MacConfig {
+        sign: Some(k2.clone()),
+        accept: Some(k1.clone()),
+        accept_bad_signatures: false,
+    });
+    s.nodes[1].set_mac(MacConfig {
+        sign: Some(k1),
+        accept: Some(k2),
+        accept_bad_signatures: false,
+    });
+    s.connect(&[0, 1], LinkKind::Tunnel, HELLO, 1);
+    s.run_until(30, |s| {
+        s.route(0, own(1)).is_some() && s.route(1, own(0)).is_some()
+    })
+    .expect("no routes during key rotation");
+}
+
+#[test]
+fn replayed_packets_are_rejected() {
+    let key = MacKey::new(MacAlgorithm::HmacSha256, &[9; 32]).unwrap();
+    let mut s = Sim::new(2, Some(mac_config(&key)));
+    s.connect(&[0, 1], LinkKind::Tunnel, HELLO, 1);
+    s.run_for(20);
+    assert!(s.route(1, own(0)).is_some());
+    let before = s.nodes[1].stats().replays_rejected;
+    let (link1, from0) = (s.link_of(1, 0), s.addr_of(0, 0));
+    let old: Vec<_> = s
+        .sent
+        .iter()
+        .filter(|(n, ..)| *n == 0)
+        .map(|(_, _, to, b)| (*to, b.clone()))
+        .collect();
+    assert!(old.len() > 10);
+    let now = s.now;
+    for (to, b) in &old {
+        s.nodes[1].handle_packet(now, link1, SocketAddrV6::new(from0, PORT, 0, 0), *to, b);
+    }
+    assert_eq!(
+        s.nodes[1].stats().replays_rejected - before,
+        old.len() as u64,
+        "every replayed packet refused"
+    );
+    assert!(s.route(1, own(0)).is_some());
+}
+
+#[test]
+fn tunnel_peer_may_originate_only_its_certificate_prefix() {
+    let mut s = Sim::new(2, None);
+    s.nodes[1].originate(s.now, p("2001:db8:99::/48"), Prefix::DEFAULT);
+    // The gateway's source-specific default route for the network is allowed.
+    s.nodes[1].originate(s.now, Prefix::DEFAULT, p("2001:db8::/32"));
+    let w = s.connect(&[0, 1], LinkKind::Tunnel, HELLO, 1);
+    let link = s.link_of(0, w);
+    s.nodes[0].set_peer_prefix(link, Some(own(1)));
+    s.run_for(30);
+    assert!(s.route(0, own(1)).is_some());
+    assert!(s.route(0, p("2001:db8:99::/48")).is_none());
+    assert!(s.nodes[0].stats().origins_rejected > 0);
+    let gw = s.nodes[0]
+        .installed_route(&Prefix::DEFAULT, &p("2001:db8::/32"))
+        .expect("source-specific default route");
+    assert_eq!(gw.metric, 96);
+    // The other direction has no restriction.
+    assert!(s.route(1, own(0)).is_some());
+}
+
+#[test]
+fn cost_multiplier_drains_and_locks_a_tunnel() {
+    let mut s = Sim::new(3, None);
+    s.connect(&[0, 1], LinkKind::Tunnel, HELLO, 1);
+    s.connect(&[1, 2], LinkKind::Tunnel, HELLO, 1);
+    let ac = s.connect(&[0, 2], LinkKind::Tunnel, HELLO, 1);
+    s.run_for(30);
+    assert_eq!(s.next_node(0, own(2)), Some(2));
+    let (link, peer) = (s.link_of(0, ac), s.addr_of(2, ac));
+    let now = s.now;
+    assert!(s.nodes[0].set_cost_multiplier(now, link, peer, 4096));
+    s.run_until(30, |s| s.next_node(0, own(2)) == Some(1))
+        .expect("drained tunnel still used");
+    let now = s.now;
+    assert!(s.nodes[0].set_cost_multiplier(now, link, peer, 0));
+    let c = s.nodes[0]
+        .neighbours(now)
+        .find(|n| n.address == peer)
+        .unwrap();
+    assert_eq!(c.cost, INFINITY);
+    assert!(!s.nodes[0].set_cost_multiplier(now, link, Ipv6Addr::LOCALHOST, 256));
+}
+
+#[test]
+fn timers_are_reported_and_idle_engines_do_not_spin() {
+    let mut s = Sim::new(2, None);
+    s.connect(&[0, 1], LinkKind::Wired, 4000, 1);
+    s.run_for(60);
+    let t = s.nodes[0].poll_timeout().unwrap();
+    assert!(t > s.now, "nothing is due right after handling");
+    assert!(
+        t <= s.now.add_millis(5000),
+        "a Hello is due within 1.25 intervals"
+    );
+    let sent_before = s.sent.len();
+    s.run_for(60);
+    let per_node_per_min = (s.sent.len() - sent_before) / 2;
+    // ~15 Hellos (+IHUs piggybacked) and ~4 full updates per minute at 4 s hellos.
+    assert!(
+        (12..=30).contains(&per_node_per_min),
+        "{per_node_per_min} packets"
+    );
+}
+
+#[test]
+fn withdrawn_prefix_is_retracted() {
+    let mut s = Sim::new(2, None);
+    s.connect(&[0, 1], LinkKind::Wired, HELLO, 1);
+    s.run_for(20);
+    assert!(s.route(0, own(1)).is_some());
+    let now = s.now;
+    s.nodes[1].withdraw(now, own(1), Prefix::DEFAULT);
+    s.run_until(5, |s| s.route(0, own(1)).is_none())
+        .expect("withdrawal not propagated");
+}
+
+/// Real babeld 1.12.1 packets (testdata/plain.cap, node A) fed to an engine that takes
+/// node B's place: it becomes A's neighbour and installs A's routes.
+#[test]
+fn engine_learns_routes_from_captured_babeld_packets() {
+    let b_addr: Ipv6Addr = "fe80::ff:fe00:2".parse().unwrap();
+    let a_addr: Ipv6Addr = "fe80::ff:fe00:1".parse().unwrap();
+    let mut now = Instant::from_secs(1000);
+    let mut e = Engine::new(EngineConfig::new(rid(1), 7), now);
+    let link = e
+        .add_link(
+            now,
+            LinkConfig::new(LinkKind::Wired, b_addr).with_hello_interval_ms(1000),
+        )
+        .unwrap();
+    for r in super::wire::tests::records(super::wire::tests::PLAIN) {
+        if r.src != a_addr {
+            continue;
+        }
+        now = now.add_millis(400);
+        e.handle_timeout(now);
+        let mut buf = [0u8; 1500];
+        while e.poll_transmit(now, &mut buf).is_some() {}
+        e.handle_packet(
+            now,
+            link,
+            SocketAddrV6::new(r.src, PORT, 0, 0),
+            r.dst,
+            r.payload,
+        );
+    }
+    let r = e
+        .installed_route(&p("2001:db8:1::/48"), &Prefix::DEFAULT)
+        .expect("babeld's route not installed");
+    assert_eq!(r.metric, 96);
+    assert_eq!(r.next_hop, a_addr);
+    assert_eq!(r.router_id, RouterId([0, 0, 0, 0, 0, 0, 0, 0x0a]));
+    assert!(e
+        .installed_route(&p("2001:db8:1::a/128"), &Prefix::DEFAULT)
+        .is_some());
+    assert_eq!(e.stats().tlvs_ignored, 0);
+}
