@@ -24,6 +24,26 @@ pub fn checks() -> Vec<Check> {
             run: x25519_rfc7748,
         },
         Check {
+            name: "re6st registry HMAC-SHA1 chain",
+            run: registry_hmac_chain,
+        },
+        Check {
+            name: "re6st packInteger",
+            run: registry_pack_integer,
+        },
+        Check {
+            name: "re6st prefixes (CN, bit string, IPv6)",
+            run: registry_prefixes,
+        },
+        Check {
+            name: "re6st network config: zlib, JSON, RSA-SHA512 version signature (0.642 capture)",
+            run: registry_network_config,
+        },
+        Check {
+            name: "re6st bootstrap peer: RSA PKCS#1 v1.5 decryption (0.642 capture)",
+            run: registry_rsa_decrypt,
+        },
+        Check {
             name: "babel wire + BLAKE2s-128 MAC (babeld 1.12.1 capture)",
             run: babel_wire_and_mac,
         },
@@ -155,6 +175,100 @@ fn x25519_rfc7748() -> Result<(), String> {
         bob.diffie_hellman(&alice_pub).as_bytes(),
         &shared,
     )
+}
+
+// Registry client vectors. The captured bytes come from a real re6stnet 0.642
+// registry (registry-client/src/testdata/capture.py); the node key is a test key.
+const REGISTRY_CA: &[u8] = include_bytes!("../../registry-client/src/testdata/ca.crt");
+const REGISTRY_NETCONFIG: &[u8] =
+    include_bytes!("../../registry-client/src/testdata/getNetworkConfig.bin");
+const REGISTRY_NODE_KEY: &[u8] = include_bytes!("../../registry-client/src/testdata/node.key");
+const REGISTRY_BOOTSTRAP: &[u8] =
+    include_bytes!("../../registry-client/src/testdata/getBootstrapPeer.bin");
+
+fn registry_hmac_chain() -> Result<(), String> {
+    use registry_client::auth::SessionKey;
+    // Python: hmac.HMAC(bytes(range(20)), b"/getNetworkConfig?cn=...", sha1)
+    let k0 = SessionKey(core::array::from_fn(|i| i as u8));
+    let c = k0.call("/getNetworkConfig?cn=0000000000000001");
+    if c.header != "BIcMwJ5NqRRv1KqdgNk1omkyIRU=" {
+        return Err(format!("request HMAC {} differs from the vector", c.header));
+    }
+    expect_eq(
+        "reply key SHA1(K)",
+        &c.reply.0,
+        &hex("602c63d2f3d13ca3206cdf204cde24e7d8f4266c"),
+    )?;
+    expect_eq(
+        "next key SHA1(SHA1(K))",
+        &c.next.0,
+        &hex("8f610962f8582709735b1a7964b86202a5e4a9df"),
+    )
+}
+
+fn registry_pack_integer() -> Result<(), String> {
+    use registry_client::packint::{pack, unpack};
+    for (v, want) in [
+        (0u64, "00"),
+        (31, "1f"),
+        (32, "2000"),
+        (300, "210c"),
+        (8224, "400000"),
+    ] {
+        let got = pack(v).ok_or("pack failed")?;
+        expect_eq("packInteger", &got, &hex(want))?;
+        if unpack(&got).map_err(|e| e.to_string())? != (v, got.len()) {
+            return Err(format!("unpackInteger({want}) is not {v}"));
+        }
+    }
+    Ok(())
+}
+
+fn registry_prefixes() -> Result<(), String> {
+    use registry_client::{Prefix, Subnet};
+    let e = |e: registry_client::Error| e.to_string();
+    let network = Prefix::from_ca_serial(&hex("0120010db80042")).map_err(e)?;
+    let node = Prefix::from_cn("1/16").map_err(e)?;
+    if node.to_bits() != "0000000000000001"
+        || Prefix::from_bits("0000000000000001").ok() != Some(node)
+    {
+        return Err("CN 1/16 <-> bit string".into());
+    }
+    let s = Subnet::new(network, node).map_err(e)?;
+    if s.to_string() != "2001:db8:42:1::/64" || s.address().to_string() != "2001:db8:42:1::1" {
+        return Err(format!("subnet {s}, address {}", s.address()));
+    }
+    Ok(())
+}
+
+fn registry_network_config() -> Result<(), String> {
+    use registry_client::cert::Certificate;
+    use registry_client::netconfig::Payload;
+    let ca = Certificate::from_pem(REGISTRY_CA).map_err(|e| e.to_string())?;
+    let p = Payload::parse(REGISTRY_NETCONFIG).map_err(|e| e.to_string())?;
+    if (p.fields.client_count, p.fields.hello, p.version.number) != (5, 20, 3) {
+        return Err("decoded fields differ from the capture".into());
+    }
+    p.version
+        .verify(ca.public_key())
+        .map_err(|e| e.to_string())?;
+    let mut forged = p.version.clone();
+    let last = forged.raw.len() - 1;
+    forged.raw[last] ^= 1;
+    if forged.verify(ca.public_key()).is_ok() {
+        return Err("a forged version signature was accepted".into());
+    }
+    Ok(())
+}
+
+fn registry_rsa_decrypt() -> Result<(), String> {
+    use registry_client::bootstrap::BootstrapPeer;
+    let key = registry_client::cert::key_from_pem(REGISTRY_NODE_KEY).map_err(|e| e.to_string())?;
+    let peer = BootstrapPeer::open(REGISTRY_BOOTSTRAP, &key).map_err(|e| e.to_string())?;
+    if peer.prefix.to_cn() != "0/20" || peer.addresses.len() != 2 {
+        return Err(format!("decrypted peer {:?}", peer));
+    }
+    Ok(())
 }
 
 /// A Hello + PC + BLAKE2s-128 MAC packet captured from babeld 1.12.1

@@ -108,23 +108,22 @@ impl HttpTransport {
             ureq::Error::Timeout(_) => Error::Timeout { url },
             ureq::Error::Io(io) => match io.kind() {
                 ErrorKind::TimedOut | ErrorKind::WouldBlock => Error::Timeout { url },
-                ErrorKind::ConnectionRefused
-                | ErrorKind::NotFound
-                | ErrorKind::AddrNotAvailable
-                | ErrorKind::NetworkUnreachable
-                | ErrorKind::HostUnreachable
-                | ErrorKind::PermissionDenied
-                    if !reading_body =>
-                {
-                    Error::Unreachable {
-                        url,
-                        reason: io.to_string(),
-                    }
-                }
-                _ => Error::malformed(
+                // The peer closed or reset mid-exchange: a broken reply.
+                ErrorKind::UnexpectedEof
+                | ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe
+                | ErrorKind::InvalidData => Error::malformed(
                     "HTTP reply",
                     format_args!("connection closed before a complete reply ({io})"),
                 ),
+                _ if reading_body => Error::malformed("HTTP reply", io),
+                // Refused, unreachable, or an errno the platform does not
+                // name (qemu-user passes host errnos through SO_ERROR).
+                _ => Error::Unreachable {
+                    url,
+                    reason: io.to_string(),
+                },
             },
             ureq::Error::HostNotFound => Error::Unreachable {
                 url,

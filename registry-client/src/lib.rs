@@ -30,6 +30,7 @@ mod testdata;
 pub use client::{Registry, Session, PROTOCOL};
 pub use error::Error;
 pub use prefix::{Prefix, Subnet};
+pub use rsa::{RsaPrivateKey, RsaPublicKey};
 
 /// re6st renews certificates from 30 days before they expire.
 pub const RENEW_PERIOD: u64 = 30 * 86400;
