@@ -332,7 +332,20 @@ fn bootstrap_peer_with_and_without_a_local_node() {
     // No node next to the registry: 204 after its 3 s wait.
     assert_eq!(s.bootstrap_peer().unwrap(), None);
     // Stand in for the registry's node on [::1]:326 (needs root, as CI is).
-    let sock = std::net::UdpSocket::bind("[::1]:326").expect("bind [::1]:326 (run as root)");
+    // Another test may hold the port for a moment: retry for up to 30 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let sock = loop {
+        match std::net::UdpSocket::bind("[::1]:326") {
+            Ok(s) => break s,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            Err(e) => panic!("bind [::1]:326 (needs root): {e}"),
+        }
+    };
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let node = std::thread::spawn(move || {
@@ -395,7 +408,6 @@ fn existing_state_survives_every_failure() {
     let d = tmp.sub("d");
     registered(&reg, &d);
     let good = snapshot(&d);
-    let ds = d.to_str().unwrap();
     let fp = reg.ca.fingerprint();
 
     // Wrong fingerprint with --force.
@@ -491,7 +503,6 @@ fn existing_state_survives_every_failure() {
         assert_exit(&run, exit::MALFORMED, "malformed");
         assert_eq!(snapshot(&d), good, "{what}");
     }
-    let _ = ds;
 }
 
 #[test]
