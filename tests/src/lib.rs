@@ -1,3 +1,4 @@
 //! Shared harness for the integration tests in `tests/tests/`.
 
+pub mod netns;
 pub mod registry;

@@ -3,4 +3,5 @@
 //! call into it; the driver feeds them and carries out what they return.
 
 pub mod netlink;
+pub mod run;
 pub mod tun;

@@ -79,6 +79,14 @@ impl Tun {
         Ok(())
     }
 
+    /// Register with the tokio reactor (non-blocking mode first).
+    pub fn into_async(self) -> io::Result<tokio::io::unix::AsyncFd<Tun>> {
+        self.set_nonblocking()?;
+        // SAFETY: `Tun` owns its descriptor and never replaces or closes it
+        // while registered; it is closed only when the AsyncFd drops it.
+        unsafe { tokio::io::unix::AsyncFd::register(self) }.map_err(|e| e.into_parts().1)
+    }
+
     /// Read one packet into `buf`; returns its length.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         (&self.file).read(buf)

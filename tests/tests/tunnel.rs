@@ -1,0 +1,100 @@
+//! Two nodes, each registered with the real re6st registry, in their own
+//! network namespaces joined only by an IPv4 veth: the tunnel comes up, IPv6
+//! flows between their overlay addresses (ping, iperf3), and a node stopped
+//! with SIGTERM removes what it added to the kernel.
+
+use std::path::Path;
+use std::time::Duration;
+
+use re6st_integration::netns::{veth, wait_until, Netns};
+use re6st_integration::registry::{node_bin, re6st_lite, Options, Registry, TempDir};
+use registry_client::state::{Loaded, StateDir};
+
+fn register(url: &str, dir: &Path) {
+    let d = dir.to_str().unwrap();
+    let run = re6st_lite(&["register", "--registry", url, "--anonymous", "--dir", d]);
+    assert_eq!(run.code, 0, "register: {}", run.output());
+}
+
+fn overlay_address(dir: &Path) -> String {
+    match StateDir::new(dir).load(0).unwrap() {
+        Loaded::Registered { id, .. } => id.subnet.address().to_string(),
+        _ => panic!("{} holds no identity", dir.display()),
+    }
+}
+
+#[test]
+fn two_nodes_over_an_ipv4_veth() {
+    let reg = Registry::start(Options::default());
+    let tmp = TempDir::new("tunnel");
+    let (dir_a, dir_b) = (tmp.sub("a"), tmp.sub("b"));
+    register(&reg.url(), &dir_a);
+    register(&reg.url(), &dir_b);
+    let (addr_a, addr_b) = (overlay_address(&dir_a), overlay_address(&dir_b));
+
+    let a = Netns::new("a");
+    let b = Netns::new("b");
+    veth(&a, "192.0.2.1/24", &b, "192.0.2.2/24");
+    let bin = node_bin();
+    let node = |ns: &Netns, dir: &Path, extra: &[&str], log: &str| {
+        let state = format!("state_dir={}", dir.display());
+        let mut args = vec!["--log-level", "debug", "run", "-o", &state];
+        args.extend_from_slice(extra);
+        ns.spawn(&bin, &args, &tmp.path().join(log))
+    };
+    let mut node_a = node(&a, &dir_a, &[], "a.log");
+    // B knows A's underlay address; A learns B's from B's handshake.
+    let mut node_b = node(&b, &dir_b, &["-o", "peer=192.0.2.1:1194"], "b.log");
+    let logs = || {
+        format!(
+            "--- a.log\n{}\n--- b.log\n{}",
+            std::fs::read_to_string(tmp.path().join("a.log")).unwrap_or_default(),
+            std::fs::read_to_string(tmp.path().join("b.log")).unwrap_or_default()
+        )
+    };
+
+    let up = wait_until(Duration::from_secs(20), || b.ping6(&addr_a));
+    let up = up.unwrap_or_else(|| panic!("no ping from B to A\n{}", logs()));
+    println!("tunnel up and first ping answered after {up:?}");
+    assert!(a.ping6(&addr_b), "A reaches B too\n{}", logs());
+
+    let ping = b.output(
+        "ping",
+        &["-6", "-n", "-c", "20", "-i", "0.05", "-q", &addr_a],
+    );
+    let text = String::from_utf8_lossy(&ping.stdout);
+    assert!(text.contains(" 0% packet loss"), "{text}\n{}", logs());
+    println!("{}", text.lines().last().unwrap_or(""));
+
+    // A full-size TCP stream exercises MTU and the data path under load.
+    let mut server = a.spawn(
+        "iperf3",
+        &["-s", "-1", "-B", &addr_a],
+        &tmp.path().join("iperf3-server.log"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let iperf = b.output("iperf3", &["-c", &addr_a, "-t", "3", "-f", "m"]);
+    let report = String::from_utf8_lossy(&iperf.stdout);
+    assert!(iperf.status.success(), "iperf3: {report}\n{}", logs());
+    let receiver = report
+        .lines()
+        .find(|l| l.contains("receiver"))
+        .unwrap_or("");
+    println!("iperf3 through the tunnel: {receiver}");
+    let _ = server.terminate(Duration::from_secs(2));
+
+    // SIGTERM: a clean exit that takes the node's routes and address along.
+    assert_eq!(
+        node_b.terminate(Duration::from_secs(5)),
+        Some(0),
+        "{}",
+        logs()
+    );
+    assert_eq!(b.ip("-6 route show proto 114"), "", "routes left behind");
+    assert!(!b.ip("-6 addr").contains(&addr_b), "address left behind");
+    // A notices B closing (kill message) and drops its route.
+    let gone = wait_until(Duration::from_secs(5), || !a.ping6(&addr_b));
+    assert!(gone.is_some(), "{}", logs());
+    assert!(node_a.running(), "A keeps running\n{}", logs());
+    assert!(logs().contains("closed"), "{}", logs());
+}
