@@ -33,9 +33,9 @@ use crate::tunnel::auth::{CaAuthority, Identity};
 use crate::tunnel::{self, wire, Action, Endpoint, Event, TunnelId};
 
 /// Exit code: no usable certificate in the state directory.
-pub const EXIT_NOT_REGISTERED: u8 = 20;
+pub const EXIT_NOT_REGISTERED: u8 = 30;
 /// Exit code: the TUN device, sockets or routes could not be set up.
-pub const EXIT_SETUP: u8 = 21;
+pub const EXIT_SETUP: u8 = 31;
 
 /// Underlay MTU assumed until path MTU discovery exists: Ethernet.
 const UNDERLAY_MTU: u32 = 1500;
