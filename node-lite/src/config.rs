@@ -343,11 +343,56 @@ const USAGE: &str = "Usage: re6st-lite config [--defaults | [-c FILE] [-o NAME=V
     Check a configuration and print the effective values, or print the default\n\
     config file with every option documented (--defaults).";
 
+/// Where a command's configuration comes from: `-c FILE` and `-o NAME=VALUE`.
+#[derive(Default)]
+pub struct Source {
+    file: Option<PathBuf>,
+    overrides: Vec<String>,
+}
+
+/// An option [`Source`] takes.
+#[derive(Clone, Copy)]
+pub enum SourceOpt {
+    File,
+    Override,
+}
+
+impl Source {
+    /// Whether `arg` is `-c`/`--config` or `-o`/`--option`.
+    pub fn which(arg: &lexopt::Arg<'_>) -> Option<SourceOpt> {
+        use lexopt::prelude::*;
+        match arg {
+            Short('c') | Long("config") => Some(SourceOpt::File),
+            Short('o') | Long("option") => Some(SourceOpt::Override),
+            _ => None,
+        }
+    }
+
+    /// Read the value of option `which`.
+    pub fn read(&mut self, p: &mut lexopt::Parser, which: SourceOpt) -> Result<(), Failure> {
+        use lexopt::ValueExt;
+        match which {
+            SourceOpt::File => self.file = Some(p.value()?.into()),
+            SourceOpt::Override => self.overrides.push(p.value()?.string()?),
+        }
+        Ok(())
+    }
+
+    /// The configuration, or a usage failure naming the bad option or line.
+    pub fn load(&self) -> Result<Config, Failure> {
+        Config::load(self.file.as_deref(), &self.overrides)
+            .map_err(|e| Failure::new(cli::exit::USAGE, e.to_string()))
+    }
+}
+
 pub fn command(p: &mut lexopt::Parser) -> Result<(), Failure> {
     use lexopt::prelude::*;
-    let mut file: Option<PathBuf> = None;
-    let mut overrides = Vec::new();
+    let mut source = Source::default();
     while let Some(arg) = p.next()? {
+        if let Some(which) = Source::which(&arg) {
+            source.read(p, which)?;
+            continue;
+        }
         match arg {
             Short('h') | Long("help") => {
                 println!("{USAGE}");
@@ -357,14 +402,10 @@ pub fn command(p: &mut lexopt::Parser) -> Result<(), Failure> {
                 print!("{}", defaults_file());
                 return Ok(());
             }
-            Short('c') | Long("config") => file = Some(p.value()?.into()),
-            Short('o') | Long("option") => overrides.push(p.value()?.string()?),
             _ => return Err(arg.unexpected().into()),
         }
     }
-    let c = Config::load(file.as_deref(), &overrides)
-        .map_err(|e| Failure::new(cli::exit::USAGE, e.to_string()))?;
-    println!("{c:#?}");
+    println!("{:#?}", source.load()?);
     Ok(())
 }
 

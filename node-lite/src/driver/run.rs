@@ -23,7 +23,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use super::netlink::{Netlink, Route};
 use super::tun::Tun;
-use crate::cli::{self, Failure};
+use crate::cli::Failure;
 use crate::config::Config;
 use crate::fib::Fib;
 use crate::ip::{self, Header};
@@ -63,21 +63,21 @@ const USAGE: &str = "Usage: re6st-lite run [-c FILE] [-o NAME=VALUE]...\n\
 
 pub fn command(p: &mut lexopt::Parser) -> Result<(), Failure> {
     use lexopt::prelude::*;
-    let mut file = None;
-    let mut overrides = Vec::new();
+    let mut source = crate::config::Source::default();
     while let Some(arg) = p.next()? {
+        if let Some(which) = crate::config::Source::which(&arg) {
+            source.read(p, which)?;
+            continue;
+        }
         match arg {
             Short('h') | Long("help") => {
                 println!("{USAGE}");
                 return Ok(());
             }
-            Short('c') | Long("config") => file = Some(std::path::PathBuf::from(p.value()?)),
-            Short('o') | Long("option") => overrides.push(p.value()?.string()?),
             _ => return Err(arg.unexpected().into()),
         }
     }
-    let config = Config::load(file.as_deref(), &overrides)
-        .map_err(|e| Failure::new(cli::exit::USAGE, e.to_string()))?;
+    let config = source.load()?;
     log::set_max_level(config.log_level);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
