@@ -20,6 +20,8 @@ pub mod seqno;
 pub mod wire;
 
 #[cfg(test)]
+mod interop;
+#[cfg(test)]
 mod tests;
 
 use std::net::Ipv6Addr;

@@ -327,8 +327,10 @@ fn triangle_prefers_direct_and_switches_after_a_cut() {
     s.connect(&[0, 1], LinkKind::Wired, HELLO, 1);
     s.connect(&[1, 2], LinkKind::Wired, HELLO, 1);
     let ac = s.connect(&[0, 2], LinkKind::Wired, HELLO, 1);
-    s.run_for(30);
-    assert_eq!(s.next_node(0, own(2)), Some(2));
+    s.run_until(90, |s| {
+        s.next_node(0, own(2)) == Some(2) && s.next_node(2, own(0)) == Some(0)
+    })
+    .expect("direct route never selected");
     assert_eq!(s.route(0, own(2)).unwrap().metric, 96);
     s.invariant = Some(Box::new(|s| loop_free(s, own(2))));
     s.wires[ac].up = false;
@@ -347,6 +349,33 @@ fn triangle_prefers_direct_and_switches_after_a_cut() {
     s.wires[ac].up = true;
     s.run_until(60, |s| s.next_node(0, own(2)) == Some(2))
         .expect("did not return to the direct link");
+}
+
+/// Silent cut of the direct link in a triangle, at re6st-like and babeld-default hello
+/// intervals: both ends switch to the detour within a few intervals (babeld: about 4 s
+/// at 1 s hellos, 14-16 s at 4 s).
+#[test]
+fn switch_over_time_scales_with_the_hello_interval() {
+    for hello in [1000u32, 4000] {
+        let mut s = Sim::new(3, None);
+        s.connect(&[0, 1], LinkKind::Wired, hello, 1);
+        s.connect(&[1, 2], LinkKind::Wired, hello, 1);
+        let ac = s.connect(&[0, 2], LinkKind::Wired, hello, 1);
+        s.run_until(300, |s| {
+            s.next_node(0, own(2)) == Some(2) && s.next_node(2, own(0)) == Some(0)
+        })
+        .expect("direct route never selected");
+        s.run_for(20);
+        s.wires[ac].up = false;
+        let t = s
+            .run_until(20 * hello as u64 / 1000, |s| {
+                s.next_node(0, own(2)) == Some(1) && s.next_node(2, own(0)) == Some(1)
+            })
+            .expect("no switch-over");
+        eprintln!("switch-over at {hello} ms hellos: {t} ms");
+        assert!(t >= hello as u64, "{t} ms: faster than one hello interval?");
+        assert!(t <= 6 * hello as u64, "{t} ms at {hello} ms hellos");
+    }
 }
 
 #[test]
@@ -623,8 +652,10 @@ fn cost_multiplier_drains_and_locks_a_tunnel() {
     s.connect(&[0, 1], LinkKind::Tunnel, HELLO, 1);
     s.connect(&[1, 2], LinkKind::Tunnel, HELLO, 1);
     let ac = s.connect(&[0, 2], LinkKind::Tunnel, HELLO, 1);
-    s.run_for(30);
-    assert_eq!(s.next_node(0, own(2)), Some(2));
+    // A newly heard route starts with a pessimistic smoothed metric (babeld), so the
+    // direct one may take a few half-lives to win if the detour was heard first.
+    s.run_until(90, |s| s.next_node(0, own(2)) == Some(2))
+        .expect("direct route never selected");
     let (link, peer) = (s.link_of(0, ac), s.addr_of(2, ac));
     let now = s.now;
     assert!(s.nodes[0].set_cost_multiplier(now, link, peer, 4096));
