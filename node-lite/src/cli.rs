@@ -59,6 +59,11 @@ pub const COMMANDS: &[Command] = &[
         run: crate::config::command,
     },
     Command {
+        name: "run",
+        summary: "run the node (the daemon)",
+        run: crate::driver::run::command,
+    },
+    Command {
         name: "selftest",
         summary: "run known-answer checks of the crypto and wire code on this machine",
         run: crate::selftest::command,
