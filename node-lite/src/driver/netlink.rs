@@ -2,23 +2,26 @@
 //! give it the node's address, and install or remove IPv6 routes (including
 //! source-specific ones, `ip -6 route add ::/0 from <network>`).
 //!
-//! Messages are built with netlink-packet-route, the well-kept crate behind
-//! the rtnetlink ecosystem; requests are synchronous (one request, one ACK),
-//! which suits the driver's rare configuration changes.
+//! Message bodies are built and parsed with netlink-packet-route, the
+//! well-kept crate behind the rtnetlink ecosystem. The 16-byte netlink header
+//! is written and read here instead of through its `RouteNetlinkMessage`
+//! enum: decoding that enum links the parsers of every link kind the kernel
+//! knows, about 300 KiB of code, where the node reads only ACKs and routes.
+//! Requests are synchronous (one request, one ACK), which suits the
+//! driver's rare configuration changes.
 
 use std::io;
 use std::net::{IpAddr, Ipv6Addr};
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_REPLACE, NLM_F_REQUEST,
+    Emitable, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_packet_route::AddressFamily;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use crate::net::Ipv6Net;
@@ -27,6 +30,18 @@ use crate::net::Ipv6Net;
 /// can find and remove what a crashed one left behind (`ip -6 route show
 /// proto 114`). Unassigned in iproute2's rt_protos.
 pub const RTPROT_RE6ST: u8 = 114;
+
+// Message types (linux/rtnetlink.h, linux/netlink.h).
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const RTM_SETLINK: u16 = 19;
+const RTM_NEWADDR: u16 = 20;
+const RTM_DELADDR: u16 = 21;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
+const RTM_GETROUTE: u16 = 26;
+/// struct nlmsghdr: length, type, flags, sequence, port; host byte order.
+const NLMSG_HDRLEN: usize = 16;
 
 /// An IPv6 route.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,6 +82,14 @@ fn invalid(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("netlink: {what}"))
 }
 
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_ne_bytes([b[at], b[at + 1]])
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
 impl Netlink {
     pub fn open() -> io::Result<Self> {
         let mut socket = Socket::new(NETLINK_ROUTE)?;
@@ -79,68 +102,63 @@ impl Netlink {
         })
     }
 
-    fn send(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<u32> {
+    fn send(&mut self, kind: u16, flags: u16, body: &dyn Emitable) -> io::Result<u32> {
         self.seq = self.seq.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | flags;
-        header.sequence_number = self.seq;
-        let mut msg = NetlinkMessage::new(header, NetlinkPayload::from(msg));
-        msg.finalize();
-        let mut out = vec![0; msg.buffer_len()];
-        msg.serialize(&mut out);
+        let len = NLMSG_HDRLEN + body.buffer_len();
+        let mut out = vec![0; len];
+        out[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
+        out[4..6].copy_from_slice(&kind.to_ne_bytes());
+        out[6..8].copy_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
+        out[8..12].copy_from_slice(&self.seq.to_ne_bytes());
+        body.emit(&mut out[NLMSG_HDRLEN..]);
         self.socket.send(&out, 0)?;
         Ok(self.seq)
     }
 
-    /// Receive replies to request `seq`, passing each inner message to `each`,
-    /// until the ACK (or NLMSG_DONE for a dump); a NACK becomes its errno.
-    fn receive(&mut self, seq: u32, mut each: impl FnMut(RouteNetlinkMessage)) -> io::Result<()> {
+    /// Receive replies to request `seq`, passing each other message (type,
+    /// body) to `each`, until the ACK (or NLMSG_DONE for a dump); a NACK
+    /// becomes its errno.
+    fn receive(&mut self, seq: u32, mut each: impl FnMut(u16, &[u8])) -> io::Result<()> {
         loop {
             let n = self.socket.recv(&mut &mut self.buf[..], 0)?;
             let mut off = 0;
-            while off < n {
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
-                    .map_err(|e| invalid(&e.to_string()))?;
-                let len = msg.header.length as usize;
-                if len == 0 {
-                    return Err(invalid("zero-length message"));
+            while off + NLMSG_HDRLEN <= n {
+                let m = &self.buf[off..n];
+                let len = u32_at(m, 0) as usize;
+                if len < NLMSG_HDRLEN || len > m.len() {
+                    return Err(invalid("truncated message"));
                 }
                 off += (len + 3) & !3;
-                if msg.header.sequence_number != seq {
+                if u32_at(m, 8) != seq {
                     continue;
                 }
-                match msg.payload {
-                    NetlinkPayload::Error(e) => {
-                        return match e.code {
-                            None => Ok(()),
-                            Some(_) => Err(e.to_io()),
+                let body = &m[NLMSG_HDRLEN..len];
+                match u16_at(m, 4) {
+                    NLMSG_ERROR => {
+                        if body.len() < 4 {
+                            return Err(invalid("short error message"));
                         }
+                        let code = i32::from_ne_bytes([body[0], body[1], body[2], body[3]]);
+                        return match code {
+                            0 => Ok(()),
+                            c => Err(io::Error::from_raw_os_error(-c)),
+                        };
                     }
-                    NetlinkPayload::Done(_) => return Ok(()),
-                    NetlinkPayload::InnerMessage(m) => each(m),
-                    _ => {}
+                    NLMSG_DONE => return Ok(()),
+                    kind => each(kind, body),
                 }
             }
         }
     }
 
-    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
-        let seq = self.send(msg, flags | NLM_F_ACK)?;
-        self.receive(seq, |_| {})
+    fn request(&mut self, kind: u16, flags: u16, body: &dyn Emitable) -> io::Result<()> {
+        let seq = self.send(kind, flags | NLM_F_ACK, body)?;
+        self.receive(seq, |_, _| {})
     }
 
     /// The index of interface `name`.
     pub fn link_index(&mut self, name: &str) -> io::Result<u32> {
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        let seq = self.send(RouteNetlinkMessage::GetLink(msg), NLM_F_ACK)?;
-        let mut index = None;
-        self.receive(seq, |m| {
-            if let RouteNetlinkMessage::NewLink(l) = m {
-                index = Some(l.header.index);
-            }
-        })?;
-        index.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface {name}")))
+        nix::net::if_::if_nametoindex(name).map_err(io::Error::from)
     }
 
     /// Set a link up or down, and its MTU.
@@ -154,7 +172,7 @@ impl Netlink {
         if let Some(mtu) = mtu {
             msg.attributes.push(LinkAttribute::Mtu(mtu));
         }
-        self.request(RouteNetlinkMessage::SetLink(msg), 0)
+        self.request(RTM_SETLINK, 0, &msg)
     }
 
     fn address(index: u32, addr: Ipv6Addr, prefix_len: u8) -> AddressMessage {
@@ -172,15 +190,12 @@ impl Netlink {
     /// Add (or refresh) an IPv6 address on a link.
     pub fn add_address(&mut self, index: u32, addr: Ipv6Addr, prefix_len: u8) -> io::Result<()> {
         let msg = Self::address(index, addr, prefix_len);
-        self.request(
-            RouteNetlinkMessage::NewAddress(msg),
-            NLM_F_CREATE | NLM_F_REPLACE,
-        )
+        self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, &msg)
     }
 
     pub fn del_address(&mut self, index: u32, addr: Ipv6Addr, prefix_len: u8) -> io::Result<()> {
         let msg = Self::address(index, addr, prefix_len);
-        self.request(RouteNetlinkMessage::DelAddress(msg), 0)
+        self.request(RTM_DELADDR, 0, &msg)
     }
 
     fn route_message(r: &Route) -> RouteMessage {
@@ -217,25 +232,25 @@ impl Netlink {
     /// Add or replace a route.
     pub fn add_route(&mut self, r: &Route) -> io::Result<()> {
         let msg = Self::route_message(r);
-        self.request(
-            RouteNetlinkMessage::NewRoute(msg),
-            NLM_F_CREATE | NLM_F_REPLACE,
-        )
+        self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, &msg)
     }
 
     pub fn del_route(&mut self, r: &Route) -> io::Result<()> {
         let msg = Self::route_message(r);
-        self.request(RouteNetlinkMessage::DelRoute(msg), 0)
+        self.request(RTM_DELROUTE, 0, &msg)
     }
 
     /// Every IPv6 route of the main table that carries [`RTPROT_RE6ST`].
     pub fn own_routes(&mut self) -> io::Result<Vec<Route>> {
         let mut msg = RouteMessage::default();
         msg.header.address_family = AddressFamily::Inet6;
-        let seq = self.send(RouteNetlinkMessage::GetRoute(msg), NLM_F_DUMP)?;
+        let seq = self.send(RTM_GETROUTE, NLM_F_DUMP, &msg)?;
         let mut routes = Vec::new();
-        self.receive(seq, |m| {
-            let RouteNetlinkMessage::NewRoute(m) = m else {
+        self.receive(seq, |kind, body| {
+            if kind != RTM_NEWROUTE {
+                return;
+            }
+            let Ok(m) = <RouteMessage as netlink_packet_core::Parseable<[u8]>>::parse(body) else {
                 return;
             };
             let h = &m.header;
