@@ -104,7 +104,8 @@ struct Node {
     address: Ipv6Addr,
     subnet: Ipv6Net,
     mtu: u32,
-    /// Packets dropped, by reason, for the log at exit.
+    /// Packets dropped (no route, malformed, too big, refused by the
+    /// endpoint), reported at exit.
     dropped: u64,
 }
 
@@ -395,14 +396,7 @@ impl Node {
 
     async fn seal_and_send(&mut self, tid: TunnelId, packet: &[u8], out: &mut [u8]) {
         match self.endpoint.encapsulate(now(), tid, packet, out) {
-            Action::WriteToNetwork(to, bytes) => {
-                let sock = if to.is_ipv4() { &self.udp4 } else { &self.udp6 };
-                if let Some(s) = sock {
-                    if let Err(e) = s.send_to(bytes, to).await {
-                        debug!("send to {to}: {e}");
-                    }
-                }
-            }
+            Action::WriteToNetwork(to, bytes) => self.send(to, bytes).await,
             Action::Err(e) => {
                 debug!("tunnel {tid}: {e}");
                 self.dropped += 1;
@@ -414,10 +408,7 @@ impl Node {
     /// A datagram from a peer.
     async fn on_datagram(&mut self, from: SocketAddr, n: usize, buf: &mut [u8], out: &mut [u8]) {
         match self.endpoint.decapsulate(now(), from, &buf[..n], out) {
-            Action::WriteToNetwork(to, bytes) => {
-                let bytes = bytes.to_vec();
-                self.send(to, &bytes).await;
-            }
+            Action::WriteToNetwork(to, bytes) => self.send(to, bytes).await,
             Action::WriteToTunnel(tid, packet) => {
                 let len = packet.len();
                 buf[..len].copy_from_slice(packet);
