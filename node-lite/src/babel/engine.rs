@@ -271,16 +271,9 @@ impl Engine {
 
     /// Adds a link and starts speaking on it: a Hello and a wildcard Route Request.
     pub fn add_link(&mut self, now: Instant, cfg: LinkConfig) -> Option<LinkId> {
-        let slot = match self.links.iter().position(Option::is_none) {
-            Some(i) => i,
-            None if self.links.len() < self.cfg.limits.links => {
-                self.links.push(None);
-                self.links.len() - 1
-            }
-            None => {
-                self.stats.table_full += 1;
-                return None;
-            }
+        let Some(slot) = free_slot(&mut self.links, self.cfg.limits.links) else {
+            self.stats.table_full += 1;
+            return None;
         };
         let mut index = [0u8; 8];
         index.copy_from_slice(&self.rng.next().to_be_bytes());
@@ -439,16 +432,9 @@ impl Engine {
         if let Some(n) = self.find_neighbour(link, address) {
             return Some(n);
         }
-        let slot = match self.neighbours.iter().position(Option::is_none) {
-            Some(i) => i,
-            None if self.neighbours.len() < self.cfg.limits.neighbours => {
-                self.neighbours.push(None);
-                self.neighbours.len() - 1
-            }
-            None => {
-                self.stats.table_full += 1;
-                return None;
-            }
+        let Some(slot) = free_slot(&mut self.neighbours, self.cfg.limits.neighbours) else {
+            self.stats.table_full += 1;
+            return None;
         };
         self.neighbours[slot] = Some(NeighbourSlot {
             n: Neighbour::new(link, address, now),
@@ -2164,4 +2150,15 @@ pub struct NeighbourInfo {
     /// C(neighbour) with RTT penalty and multiplier.
     pub cost: u16,
     pub cost_multiplier: u16,
+}
+
+/// A free slot in a table of at most `cap` entries, growing it if needed.
+fn free_slot<T>(table: &mut Vec<Option<T>>, cap: usize) -> Option<usize> {
+    if let Some(i) = table.iter().position(Option::is_none) {
+        return Some(i);
+    }
+    (table.len() < cap).then(|| {
+        table.push(None);
+        table.len() - 1
+    })
 }
