@@ -275,6 +275,80 @@ impl TokenBucket {
         self.refill(now);
         self.milli_tokens < 1000
     }
+
+    /// True if the bucket is back to its burst (nothing to remember).
+    pub fn is_full(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.milli_tokens >= self.burst * 1000
+    }
+}
+
+/// One [`TokenBucket`] per source IP address (ports are free to an
+/// attacker, so they do not count), for at most `capacity` addresses. When
+/// the table is full, a source whose bucket has refilled is forgotten first
+/// (it is as good as new), else the least recently seen one: a flood from
+/// many addresses can at worst reset an address to a full bucket, never
+/// block one that has tokens.
+#[derive(Clone, Debug)]
+pub struct SourceLimiter {
+    rate_per_sec: u32,
+    burst: u32,
+    capacity: usize,
+    /// (source, bucket, last seen).
+    table: Vec<(core::net::IpAddr, TokenBucket, Instant)>,
+}
+
+impl SourceLimiter {
+    pub fn new(rate_per_sec: u32, burst: u32, capacity: usize) -> Self {
+        SourceLimiter {
+            rate_per_sec,
+            burst,
+            capacity: capacity.max(1),
+            table: Vec::new(),
+        }
+    }
+
+    fn bucket(&mut self, src: core::net::IpAddr, now: Instant) -> &mut TokenBucket {
+        if let Some(i) = self.table.iter().position(|(a, _, _)| *a == src) {
+            self.table[i].2 = now;
+            return &mut self.table[i].1;
+        }
+        if self.table.len() >= self.capacity {
+            let full = self.table.iter_mut().position(|(_, b, _)| b.is_full(now));
+            let victim = full.unwrap_or_else(|| {
+                (0..self.table.len())
+                    .min_by_key(|&i| self.table[i].2)
+                    .unwrap_or(0)
+            });
+            self.table.swap_remove(victim);
+        }
+        self.table.push((
+            src,
+            TokenBucket::new(self.rate_per_sec, self.burst, now),
+            now,
+        ));
+        let last = self.table.len() - 1;
+        &mut self.table[last].1
+    }
+
+    /// True if `src` has a token left (without taking it).
+    pub fn allows(&mut self, src: core::net::IpAddr, now: Instant) -> bool {
+        !self.bucket(src, now).is_empty(now)
+    }
+
+    /// Take one of `src`'s tokens if it has one.
+    pub fn try_take(&mut self, src: core::net::IpAddr, now: Instant) -> bool {
+        self.bucket(src, now).try_take(now)
+    }
+
+    /// Addresses tracked (for tests).
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
 }
 
 #[cfg(test)]
@@ -347,5 +421,36 @@ mod tests {
         let far = Instant::from_secs(1_000_000);
         assert!(b.try_take(far) && b.try_take(far) && b.try_take(far));
         assert!(!b.try_take(far));
+    }
+
+    #[test]
+    fn source_limiter_caps_each_address_and_stays_bounded() {
+        let t0 = Instant::from_secs(100);
+        let mut l = SourceLimiter::new(1, 2, 3);
+        let a: core::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let b: core::net::IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(l.allows(a, t0) && l.try_take(a, t0) && l.try_take(a, t0));
+        assert!(!l.allows(a, t0) && !l.try_take(a, t0));
+        // Another address has its own budget.
+        assert!(l.try_take(b, t0));
+        assert!(l.try_take(a, t0.add_millis(1000)));
+        // A crowd of new sources evicts refilled and old entries, never
+        // growing past the capacity; an evicted address comes back full.
+        for i in 0..100u8 {
+            let c = core::net::IpAddr::from([198, 51, 100, i]);
+            assert!(l.try_take(c, t0.add_millis(1500)));
+            assert!(l.len() <= 3);
+        }
+        // `a` (drained, least recently seen) went first and comes back full.
+        assert!(l.try_take(a, t0.add_millis(1500)));
+        // Drained ones are kept over refilled ones while there is a choice.
+        let mut l = SourceLimiter::new(1, 1, 2);
+        assert!(l.try_take(a, t0));
+        let t1 = t0.add_millis(2000);
+        assert!(l.try_take(b, t1));
+        // a has refilled by t1: it goes, b (empty) stays.
+        let c = core::net::IpAddr::from([203, 0, 113, 1]);
+        assert!(l.try_take(c, t1));
+        assert!(!l.try_take(b, t1), "drained source forgotten");
     }
 }

@@ -36,7 +36,7 @@ use core::time::Duration;
 use std::collections::VecDeque;
 
 use auth::{AuthError, Authority, Identity, PeerIdentity};
-use cookie::{CookieChecker, NetworkKeys, TokenBucket};
+use cookie::{CookieChecker, NetworkKeys, SourceLimiter, TokenBucket};
 use handshake::{Credentials, Handshake, SeededRng};
 use session::{OpenError, SealError, Session};
 use wire::{CloseKind, Message, MAC_LEN};
@@ -53,6 +53,10 @@ pub mod timers {
     pub const REJECT_AFTER_TIME: Duration = Duration::from_secs(180);
     /// Give up a handshake attempt (and retry) after this long without an answer.
     pub const REKEY_TIMEOUT: Duration = Duration::from_secs(5);
+    /// The first retry of a series of initiations comes this soon, then the
+    /// wait doubles up to REKEY_TIMEOUT (1, 2, 4, 5, 5... s): a first
+    /// initiation that raced the peer's start costs a second, not five.
+    pub const FIRST_RETRANSMIT: Duration = Duration::from_secs(1);
     /// Stop retrying a handshake after this long.
     pub const REKEY_ATTEMPT_TIME: Duration = Duration::from_secs(90);
     /// Send a keepalive when nothing was sent for this long, so the peer's
@@ -75,6 +79,8 @@ pub struct Config {
     pub reject_after_time: Duration,
     pub rekey_after_messages: u64,
     pub rekey_timeout: Duration,
+    /// First handshake retransmission; doubles up to `rekey_timeout`.
+    pub first_retransmit: Duration,
     pub rekey_attempt_time: Duration,
     pub keepalive_timeout: Duration,
     /// Set from the network config: 4 × `hello`.
@@ -83,6 +89,9 @@ pub struct Config {
     pub initiations_per_sec: (u32, u32),
     /// RSA peer verifications per second (and burst).
     pub verifications_per_sec: (u32, u32),
+    /// The same, for each source IP address: one address cannot spend the
+    /// whole budget.
+    pub verifications_per_source: (u32, u32),
 }
 
 impl Default for Config {
@@ -93,14 +102,19 @@ impl Default for Config {
             reject_after_time: timers::REJECT_AFTER_TIME,
             rekey_after_messages: timers::REKEY_AFTER_MESSAGES,
             rekey_timeout: timers::REKEY_TIMEOUT,
+            first_retransmit: timers::FIRST_RETRANSMIT,
             rekey_attempt_time: timers::REKEY_ATTEMPT_TIME,
             keepalive_timeout: timers::KEEPALIVE_TIMEOUT,
             dead_peer_timeout: timers::DEAD_PEER_TIMEOUT,
             initiations_per_sec: (50, 100),
             verifications_per_sec: (10, 20),
+            verifications_per_source: (1, 4),
         }
     }
 }
+
+/// Source addresses whose verification budget is tracked (a few KB).
+const SOURCES_TRACKED: usize = 256;
 
 /// Identifies a tunnel of an [`Endpoint`] (the top 24 bits of its indices).
 pub type TunnelId = u32;
@@ -155,6 +169,8 @@ pub enum Error {
     Auth(AuthError),
     /// The RSA verification budget is spent; the peer will retry.
     RateLimited,
+    /// This source address spent its share of the RSA verification budget.
+    RateLimitedSource,
     /// `max_clients` tunnels are already open to us.
     TooManyClients,
     /// Decryption or replay check failed.
@@ -176,6 +192,9 @@ impl fmt::Display for Error {
             Error::Handshake(e) => write!(f, "handshake: {e}"),
             Error::Auth(e) => write!(f, "{e}"),
             Error::RateLimited => f.write_str("peer verification rate limit reached"),
+            Error::RateLimitedSource => {
+                f.write_str("peer verification rate limit reached for this address")
+            }
             Error::TooManyClients => f.write_str("max_clients tunnels already accepted"),
             Error::Open(e) => write!(f, "data packet dropped: {e:?}"),
             Error::NoSession => f.write_str("tunnel has no session (handshake pending)"),
@@ -230,6 +249,8 @@ struct Tunnel {
     handshake: Option<Handshake>,
     /// First attempt of the current series of initiations.
     attempts_since: Option<Instant>,
+    /// Initiations sent in the current series (sets the retransmit backoff).
+    attempts: u32,
     cookie: Option<([u8; MAC_LEN], Instant)>,
     /// Low byte of the next local index.
     generation: u8,
@@ -250,6 +271,7 @@ impl Tunnel {
             previous: None,
             handshake: None,
             attempts_since: None,
+            attempts: 0,
             cookie: None,
             generation: 0,
             last_sent: now,
@@ -289,6 +311,19 @@ impl Tunnel {
         self.previous = self.current.take();
         self.current = Some(session);
     }
+
+    /// How long handshake `h` waits for an answer before it is retried (or,
+    /// for a responder, dropped): initiations back off from
+    /// `first_retransmit`, doubling up to `rekey_timeout`.
+    fn retransmit_after(&self, h: &Handshake, cfg: &Config) -> Duration {
+        if !h.is_initiator() {
+            return cfg.rekey_timeout;
+        }
+        let doublings = self.attempts.saturating_sub(1).min(16);
+        cfg.first_retransmit
+            .saturating_mul(1 << doublings)
+            .min(cfg.rekey_timeout)
+    }
 }
 
 /// Every tunnel of one UDP socket: demultiplexing by receiver index, the
@@ -303,6 +338,8 @@ pub struct Endpoint<A: Authority> {
     cookies: CookieChecker,
     initiations: TokenBucket,
     verifications: TokenBucket,
+    /// Per source address share of `verifications`.
+    source_verifications: SourceLimiter,
     rng: SeededRng,
     /// Wall clock at `clock_base` (for certificate dates).
     clock_base: (Instant, u64),
@@ -339,6 +376,7 @@ impl<A: Authority> Endpoint<A> {
     ) -> Self {
         let (ir, ib) = config.initiations_per_sec;
         let (vr, vb) = config.verifications_per_sec;
+        let (sr, sb) = config.verifications_per_source;
         Endpoint {
             keys: NetworkKeys::from_ca_der(ca_der),
             identity,
@@ -347,6 +385,7 @@ impl<A: Authority> Endpoint<A> {
             cookies: CookieChecker::new(),
             initiations: TokenBucket::new(ir, ib, now),
             verifications: TokenBucket::new(vr, vb, now),
+            source_verifications: SourceLimiter::new(sr, sb, SOURCES_TRACKED),
             rng: SeededRng::new(seed),
             clock_base: (now, unix_now),
             events: VecDeque::new(),
@@ -457,7 +496,11 @@ impl<A: Authority> Endpoint<A> {
             &mut buf,
         ) {
             t.handshake = Some(h);
-            t.attempts_since.get_or_insert(now);
+            if t.attempts_since.is_none() {
+                t.attempts_since = Some(now);
+                t.attempts = 0;
+            }
+            t.attempts = t.attempts.saturating_add(1);
             t.last_sent = t.last_sent.max(now);
             self.transmits.push_back(Transmit {
                 to: t.addr,
@@ -620,6 +663,7 @@ impl<A: Authority> Endpoint<A> {
     fn authenticate(
         &mut self,
         now: Instant,
+        src: SocketAddr,
         id: TunnelId,
         creds: &Credentials,
     ) -> Result<PeerIdentity, Error> {
@@ -638,9 +682,15 @@ impl<A: Authority> Endpoint<A> {
                 return Ok(p.clone());
             }
         }
+        // One address may not spend the budget of all: check its share
+        // first, take from both only if both have a token.
+        if !self.source_verifications.allows(src.ip(), now) {
+            return Err(Error::RateLimitedSource);
+        }
         if !self.verifications.try_take(now) {
             return Err(Error::RateLimited);
         }
+        self.source_verifications.try_take(src.ip(), now);
         self.verifications_done += 1;
         let p = self
             .authority
@@ -705,6 +755,59 @@ impl<A: Authority> Endpoint<A> {
         Ok(())
     }
 
+    /// The shared first half of [`Self::on_resp`] and [`Self::on_final`]:
+    /// check mac1, find the handshake waiting for this message in the
+    /// receiver's slot (ours as initiator for a response, as responder for a
+    /// final), `read` the message into it and authenticate the peer. On
+    /// success the handshake leaves its slot, ready to split. On failure:
+    /// an initiator keeps its (now unusable) handshake, so its retransmit
+    /// timer starts a fresh one later; a responder drops it, and a tunnel
+    /// that never had a peer (half-open) goes with it.
+    fn complete_handshake(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        macs: &wire::Macs<'_>,
+        receiver: u32,
+        initiator: bool,
+        read: impl FnOnce(&mut Handshake) -> Result<Credentials, handshake::Error>,
+    ) -> Result<(TunnelId, Handshake, Credentials, PeerIdentity), Error> {
+        if !self.keys.verify_mac1(macs) {
+            return Err(Error::Mac1);
+        }
+        let id = slot_of(receiver) as TunnelId;
+        let h = self
+            .tunnels
+            .get_mut(id as usize)
+            .and_then(Option::as_mut)
+            .and_then(|t| t.handshake.as_mut())
+            .filter(|h| {
+                h.is_initiator() == initiator && h.local_index == receiver && !h.is_finished()
+            })
+            .ok_or(Error::UnknownIndex)?;
+        let result = read(h)
+            .map_err(Error::Handshake)
+            .and_then(|creds| Ok((self.authenticate(now, src, id, &creds)?, creds)));
+        let t = self.tunnels[id as usize]
+            .as_mut()
+            .ok_or(Error::UnknownTunnel)?;
+        match result {
+            Ok((peer, creds)) => {
+                let h = t.handshake.take().ok_or(Error::UnknownIndex)?;
+                Ok((id, h, creds, peer))
+            }
+            Err(e) => {
+                if !initiator {
+                    t.handshake = None;
+                    if t.peer.is_none() {
+                        self.tunnels[id as usize] = None;
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
     fn on_resp(
         &mut self,
         now: Instant,
@@ -712,45 +815,16 @@ impl<A: Authority> Endpoint<A> {
         resp: &wire::HandshakeResp<'_>,
         out: &mut [u8],
     ) -> Result<Out, Error> {
-        if !self.keys.verify_mac1(&resp.macs) {
-            return Err(Error::Mac1);
-        }
-        let id = slot_of(resp.receiver) as TunnelId;
-        let t = self
-            .tunnels
-            .get_mut(id as usize)
-            .and_then(Option::as_mut)
-            .ok_or(Error::UnknownIndex)?;
-        let h = t
-            .handshake
-            .as_mut()
-            .filter(|h| h.is_initiator() && h.local_index == resp.receiver && !h.is_finished())
-            .ok_or(Error::UnknownIndex)?;
-        let creds = h.read_response(resp).map_err(Error::Handshake);
-        let creds = match creds {
-            Ok(c) => c,
-            Err(e) => {
-                // Noise state is spoiled by a failed read: start over later.
-                t.handshake = None;
-                return Err(e);
-            }
-        };
-        let peer = match self.authenticate(now, id, &creds) {
-            Ok(p) => p,
-            Err(e) => {
-                if let Some(t) = self.tunnels[id as usize].as_mut() {
-                    t.handshake = None;
-                }
-                return Err(e);
-            }
-        };
-        let t = self.tunnels[id as usize]
-            .as_mut()
-            .ok_or(Error::UnknownTunnel)?;
-        let mut h = t.handshake.take().ok_or(Error::UnknownIndex)?;
+        let (id, mut h, creds, peer) =
+            self.complete_handshake(now, src, &resp.macs, resp.receiver, true, |h| {
+                h.read_response(resp)
+            })?;
         let n = h
             .write_final(&self.keys, &self.identity, out)
             .map_err(Error::Handshake)?;
+        let t = self.tunnels[id as usize]
+            .as_mut()
+            .ok_or(Error::UnknownTunnel)?;
         // Roaming: the responder's address is where its authenticated answer came from.
         t.addr = src;
         t.last_sent = t.last_sent.max(now);
@@ -765,38 +839,13 @@ impl<A: Authority> Endpoint<A> {
         fin: &wire::HandshakeFinal<'_>,
         out: &mut [u8],
     ) -> Result<Out, Error> {
-        if !self.keys.verify_mac1(&fin.macs) {
-            return Err(Error::Mac1);
-        }
-        let id = slot_of(fin.receiver) as TunnelId;
-        let t = self
-            .tunnels
-            .get_mut(id as usize)
-            .and_then(Option::as_mut)
-            .ok_or(Error::UnknownIndex)?;
-        let h = t
-            .handshake
-            .as_mut()
-            .filter(|h| !h.is_initiator() && h.local_index == fin.receiver)
-            .ok_or(Error::UnknownIndex)?;
-        let result = h.read_final(fin).map_err(Error::Handshake);
-        let result = result.and_then(|creds| {
-            let peer = self.authenticate(now, id, &creds)?;
-            Ok((creds, peer))
-        });
+        let (id, h, creds, peer) =
+            self.complete_handshake(now, src, &fin.macs, fin.receiver, false, |h| {
+                h.read_final(fin)
+            })?;
         let t = self.tunnels[id as usize]
             .as_mut()
             .ok_or(Error::UnknownTunnel)?;
-        let h = t.handshake.take().ok_or(Error::UnknownIndex)?;
-        let (creds, peer) = match result {
-            Ok(x) => x,
-            Err(e) => {
-                if t.peer.is_none() {
-                    self.tunnels[id as usize] = None;
-                }
-                return Err(e);
-            }
-        };
         t.addr = src;
         self.establish(now, id, h, creds, peer)?;
         // Confirm at once, so the initiator switches to the new keys.
@@ -993,7 +1042,7 @@ impl<A: Authority> Endpoint<A> {
             }
             let mut initiate = false;
             match t.handshake.as_ref() {
-                Some(h) if since(h.started) >= cfg.rekey_timeout => {
+                Some(h) if since(h.started) >= t.retransmit_after(h, &cfg) => {
                     if h.is_initiator() || t.current.is_none() {
                         if t.attempts_since
                             .is_some_and(|a| since(a) >= cfg.rekey_attempt_time)
@@ -1064,7 +1113,7 @@ impl<A: Authority> Endpoint<A> {
                 continue;
             }
             if let Some(h) = &t.handshake {
-                at(h.started + cfg.rekey_timeout);
+                at(h.started + t.retransmit_after(h, cfg));
             }
             for s in t.current.iter().chain(&t.previous) {
                 at(s.established + cfg.reject_after_time);
