@@ -1,4 +1,5 @@
 //! Shared harness for the integration tests in `tests/tests/`.
 
+pub mod adversary;
 pub mod netns;
 pub mod registry;
