@@ -73,6 +73,15 @@ pub const COMMANDS: &[Command] = &[
         summary: "join a re6st network: get a certificate from its registry",
         run: crate::register::command,
     },
+    Command {
+        name: "info",
+        summary: "print the registration and prefix held in the state directory (offline)",
+        run: {
+            #[path = "info.rs"]
+            mod info;
+            info::command
+        },
+    },
 ];
 
 pub fn version() -> String {
