@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 VENV=${RE6ST_VENV:-/opt/re6st-lite/venv}
 PACKAGES=(ca-certificates curl git gcc python3 python3-venv openssl iproute2 iputils-ping
-          babeld ndisc6 iperf3 tcpdump)
+          babeld ndisc6 iperf3 tcpdump
+          busybox shellcheck)  # OpenWrt package: init script under ash, shellcheck
 
 die() { echo "tests/setup: $*" >&2; exit 1; }
 have() { command -v "$1" >/dev/null 2>&1; }
