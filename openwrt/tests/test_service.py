@@ -310,6 +310,7 @@ class InitScript(unittest.TestCase):
         (r.path / "etc/config/re6st").write_text(
             "config node 'node'\n\toption port '1301'\n\toption interface 'ovl0'\n")
         calls = r.sh("/etc/init.d/re6st start")
+        self.assertEqual(calls.instances["node"]["command"][-2:], ["-o", "ra=0"])
         self.assertEqual(r.uci("network.re6st.ip6prefix"), "2001:db8:42:1::/64")
         self.assertEqual(r.uci("network.re6st.ip6addr"), "2001:db8:42:1::1/128")
         self.assertEqual(r.uci("firewall.re6st_tunnel.dest_port"), "1301")
@@ -372,7 +373,8 @@ class UciDefaults(unittest.TestCase):
         self.assertEqual([r.uci(f"firewall.re6st_tunnel.{o}") for o in ("src", "proto", "dest_port", "target")],
                          ["wan", "udp", "1194", "ACCEPT"])
         self.assertEqual(r.uci("firewall.re6st_icmp.family"), "ipv6")
-        self.assertEqual(r.uci("re6st.node.ra"), "0")
+        # The documented /etc/config/re6st is left as it is.
+        self.assertEqual(r.read("etc/config/re6st"), "config node 'node'\n")
         # The existing zones are untouched.
         self.assertEqual(r.uci("firewall.@zone[1].name"), "wan")
         # A second run changes nothing.
@@ -386,8 +388,9 @@ class UciDefaults(unittest.TestCase):
         net = NETWORK.replace("option ip6assign '60'", "option ip6assign '64'")
         (r.path / "etc/config/network").write_text(net)
         r.sh("sh /etc/uci-defaults/90-re6st-lite")
-        self.assertEqual(r.uci("re6st.node.ra"), "1")
         self.assertEqual(r.uci("network.lan.ip6assign"), "64")
+        # ra set in the config: the node keeps sending its own advertisements.
+        self.assertNotIn("ra=0", r.sh("/etc/init.d/re6st start").instances["node"]["command"])
 
 
 @needs_harness
