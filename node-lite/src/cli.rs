@@ -64,6 +64,11 @@ pub const COMMANDS: &[Command] = &[
         run: crate::driver::run::command,
     },
     Command {
+        name: "status",
+        summary: "show the running node: tunnels, neighbours, routes (--json for scripts)",
+        run: crate::driver::status::command,
+    },
+    Command {
         name: "selftest",
         summary: "run known-answer checks of the crypto and wire code on this machine",
         run: crate::selftest::command,

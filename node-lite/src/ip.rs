@@ -1,6 +1,7 @@
 //! The few IPv6 facts the data path needs: header fields of a packet read
-//! from the TUN device or a tunnel, the inner MTU, and ICMPv6 Packet Too Big
-//! (RFC 4443 §3.2) for packets that do not fit.
+//! from the TUN device or a tunnel, the inner MTU, ICMPv6 Packet Too Big
+//! (RFC 4443 §3.2) for packets that do not fit, and the UDP datagrams the
+//! node itself sends inside tunnels (Babel, the control protocol).
 
 use std::net::Ipv6Addr;
 
@@ -8,6 +9,8 @@ pub const HEADER_LEN: usize = 40;
 /// The IPv6 minimum MTU (RFC 8200 §5): every link must carry this much.
 pub const MIN_MTU: u32 = 1280;
 const NEXT_ICMPV6: u8 = 58;
+pub const NEXT_UDP: u8 = 17;
+const UDP_HEADER_LEN: usize = 8;
 const ICMPV6_PACKET_TOO_BIG: u8 = 2;
 
 /// A checked view of an IPv6 header at the start of `buf`.
@@ -60,8 +63,9 @@ pub fn inner_mtu(underlay_mtu: u32, over_ipv6: bool, tunnel_overhead: u32) -> u3
     underlay_mtu.saturating_sub(outer).max(MIN_MTU)
 }
 
-/// The Internet checksum of the ICMPv6 message `msg` from `src` to `dst`.
-pub fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, msg: &[u8]) -> u16 {
+/// The Internet checksum of the upper-layer message `msg` (ICMPv6, UDP)
+/// from `src` to `dst`, with the IPv6 pseudo-header (RFC 8200 §8.1).
+pub fn checksum(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, msg: &[u8]) -> u16 {
     let mut sum: u32 = 0;
     let mut add = |bytes: &[u8]| {
         for pair in bytes.chunks(2) {
@@ -72,12 +76,95 @@ pub fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, msg: &[u8]) -> u16 {
     add(&src.octets());
     add(&dst.octets());
     add(&(msg.len() as u32).to_be_bytes());
-    add(&[0, 0, 0, NEXT_ICMPV6]);
+    add(&[0, 0, 0, next_header]);
     add(msg);
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
+}
+
+pub fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, msg: &[u8]) -> u16 {
+    checksum(src, dst, NEXT_ICMPV6, msg)
+}
+
+/// Write an IPv6 header for `payload_len` bytes of `next_header` into `out`.
+fn write_header(
+    out: &mut [u8],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    next_header: u8,
+    hop_limit: u8,
+    payload_len: usize,
+) {
+    out[0] = 0x60;
+    out[1..4].fill(0);
+    out[4..6].copy_from_slice(&(payload_len as u16).to_be_bytes());
+    out[6] = next_header;
+    out[7] = hop_limit;
+    out[8..24].copy_from_slice(&src.octets());
+    out[24..40].copy_from_slice(&dst.octets());
+}
+
+/// A UDP datagram inside an IPv6 packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Udp<'a> {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub hop_limit: u8,
+    pub payload: &'a [u8],
+}
+
+impl<'a> Udp<'a> {
+    /// The UDP datagram in `packet`, if it is one (no extension headers, as
+    /// the node's own messages never have them) with consistent lengths.
+    /// The checksum is not checked: these arrive through an authenticated
+    /// tunnel, which already guarantees integrity.
+    pub fn parse(packet: &'a [u8]) -> Option<Self> {
+        let h = Header::parse(packet)?;
+        if h.next_header() != NEXT_UDP || h.payload_len() < UDP_HEADER_LEN {
+            return None;
+        }
+        let u = &packet[HEADER_LEN..HEADER_LEN + h.payload_len()];
+        let len = u16::from_be_bytes([u[4], u[5]]) as usize;
+        if len < UDP_HEADER_LEN || len > u.len() {
+            return None;
+        }
+        Some(Udp {
+            src: h.src(),
+            dst: h.dst(),
+            src_port: u16::from_be_bytes([u[0], u[1]]),
+            dst_port: u16::from_be_bytes([u[2], u[3]]),
+            hop_limit: h.hop_limit(),
+            payload: &u[UDP_HEADER_LEN..len],
+        })
+    }
+
+    /// Write this datagram as an IPv6 packet into `out`; its length, or
+    /// None if `out` is too small.
+    pub fn write(&self, out: &mut [u8]) -> Option<usize> {
+        let udp_len = UDP_HEADER_LEN + self.payload.len();
+        let total = HEADER_LEN + udp_len;
+        if out.len() < total || udp_len > usize::from(u16::MAX) {
+            return None;
+        }
+        write_header(out, self.src, self.dst, NEXT_UDP, self.hop_limit, udp_len);
+        let u = &mut out[HEADER_LEN..total];
+        u[0..2].copy_from_slice(&self.src_port.to_be_bytes());
+        u[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
+        u[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+        u[6..8].fill(0);
+        u[8..].copy_from_slice(self.payload);
+        // A zero result is sent as all ones (RFC 8200 §8.1: zero means none).
+        let sum = match checksum(self.src, self.dst, NEXT_UDP, u) {
+            0 => 0xffff,
+            s => s,
+        };
+        u[6..8].copy_from_slice(&sum.to_be_bytes());
+        Some(total)
+    }
 }
 
 /// Write into `out` the ICMPv6 Packet Too Big that `router` sends back for
@@ -101,13 +188,7 @@ pub fn packet_too_big(router: Ipv6Addr, packet: &[u8], mtu: u32, out: &mut [u8])
         return None;
     }
     let msg_len = 8 + quoted;
-    out[0] = 0x60;
-    out[1..4].fill(0);
-    out[4..6].copy_from_slice(&(msg_len as u16).to_be_bytes());
-    out[6] = NEXT_ICMPV6;
-    out[7] = 64;
-    out[8..24].copy_from_slice(&router.octets());
-    out[24..40].copy_from_slice(&src.octets());
+    write_header(out, router, src, NEXT_ICMPV6, 64, msg_len);
     let msg = &mut out[HEADER_LEN..total];
     msg[0] = ICMPV6_PACKET_TOO_BIG;
     msg[1] = 0;
@@ -131,6 +212,33 @@ mod tests {
         p.extend_from_slice(&dst.parse::<Ipv6Addr>().unwrap().octets());
         p.extend_from_slice(payload);
         p
+    }
+
+    #[test]
+    fn udp_round_trip_with_a_checksum_the_kernel_accepts() {
+        let a: Ipv6Addr = "fe80::1".parse().unwrap();
+        let b: Ipv6Addr = "ff02::1:6".parse().unwrap();
+        let u = Udp {
+            src: a,
+            dst: b,
+            src_port: 6696,
+            dst_port: 6696,
+            hop_limit: 1,
+            payload: b"hello",
+        };
+        let mut out = [0u8; 64];
+        let n = u.write(&mut out).unwrap();
+        assert_eq!(n, 40 + 8 + 5);
+        assert_eq!(Udp::parse(&out[..n]), Some(u));
+        // Summing the datagram with its checksum in place gives zero.
+        assert_eq!(checksum(a, b, NEXT_UDP, &out[40..n]), 0);
+        assert!(u.write(&mut out[..52]).is_none());
+        // Truncated or lying UDP lengths are refused.
+        assert!(Udp::parse(&out[..n - 1]).is_none());
+        out[44..46].copy_from_slice(&100u16.to_be_bytes());
+        assert!(Udp::parse(&out[..n]).is_none());
+        let icmp = packet("2001:db8::1", "2001:db8::2", 58, &[0; 8]);
+        assert!(Udp::parse(&icmp).is_none());
     }
 
     #[test]

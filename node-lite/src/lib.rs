@@ -14,6 +14,7 @@ pub mod config;
 pub mod driver;
 pub mod fib;
 pub mod ip;
+pub mod json;
 pub mod logger;
 pub mod mesh;
 pub mod net;

@@ -68,7 +68,8 @@ impl BootstrapPeer {
     }
 }
 
-fn parse_address(entry: &str) -> Option<PeerAddress> {
+/// One `ip,port,proto[,country]` entry of a re6st address list.
+pub fn parse_address(entry: &str) -> Option<PeerAddress> {
     let mut f = entry.split(',');
     let ip = f.next()?.parse().ok()?;
     let port = f.next()?.parse().ok()?;

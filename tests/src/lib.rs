@@ -1,5 +1,6 @@
 //! Shared harness for the integration tests in `tests/tests/`.
 
 pub mod adversary;
+pub mod mesh;
 pub mod netns;
 pub mod registry;

@@ -38,7 +38,8 @@ fn two_nodes_over_an_ipv4_veth() {
     let bin = node_bin();
     let node = |ns: &Netns, dir: &Path, extra: &[&str], log: &str| {
         let state = format!("state_dir={}", dir.display());
-        let mut args = vec!["--log-level", "debug", "run", "-o", &state];
+        let run = format!("run_dir={}", dir.display());
+        let mut args = vec!["--log-level", "debug", "run", "-o", &state, "-o", &run];
         args.extend_from_slice(extra);
         ns.spawn(&bin, &args, &tmp.path().join(log))
     };

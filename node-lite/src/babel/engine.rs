@@ -314,6 +314,17 @@ impl Engine {
         }
     }
 
+    /// Brings the next Hello on `link` forward to `at`. A new tunnel needs two
+    /// Hellos before 2-out-of-3 gives it a cost; sending the second one early
+    /// makes routes usable in about a second instead of one hello interval.
+    pub fn hello_soon(&mut self, link: LinkId, at: Instant) {
+        if let Some(Some(l)) = self.links.get_mut(link.0) {
+            // Not before the pending Hello has left: one slot per packet.
+            let after_flush = l.out.flush_at.map_or(at, |f| f.add_millis(1));
+            l.hello_at = l.hello_at.min(at.max(after_flush));
+        }
+    }
+
     /// Restricts what the peer of a tunnel may originate to its certificate's prefix.
     pub fn set_peer_prefix(&mut self, link: LinkId, prefix: Option<Prefix>) {
         if let Some(Some(l)) = self.links.get_mut(link.0) {
@@ -1420,7 +1431,12 @@ impl Engine {
         let next = now.add_millis(self.rng.roughly_ms(hello_ms));
         let jitter = self.flush_jitter(link);
         let l = self.link_mut(link);
-        l.hello_seqno = l.hello_seqno.plus(1);
+        // A Hello still waiting in the queue (an unscheduled one for RTT) is
+        // replaced under its own seqno: a fresh seqno would leave a gap the
+        // neighbour counts as a lost Hello.
+        if l.out.hello.is_none() {
+            l.hello_seqno = l.hello_seqno.plus(1);
+        }
         let interval = hello_ms.div_ceil(10).min(0xFFFF) as u16;
         l.out.hello = Some((false, l.hello_seqno, interval));
         l.hello_at = next;
@@ -1822,12 +1838,20 @@ impl Engine {
                         &mut nb.hello
                     };
                     let changed = hist.receive(now, SeqNo(seqno), interval);
+                    // Two Hellos in a row after silence: a new (or returning)
+                    // neighbour. As babeld: tell it our rxcost now, rather than
+                    // a hello interval later, and ask for its routes.
+                    let newish = hist.reach & 0xFC00 == 0xC000;
                     if let Some(ts) = timestamp {
                         nb.hello_send_us = ts;
                         nb.hello_rtt_receive_time = Some(now);
                         have_hello_rtt = true;
                     }
                     self.update_neighbour_metric(now, n, changed);
+                    if newish {
+                        self.send_ihu(now, n);
+                        self.queue_neighbour(now, n, Out::RouteRequest(None), 10);
+                    }
                     if interval > 0 {
                         self.schedule_neighbours_check(now, interval as u64 * 15);
                     }

@@ -745,3 +745,23 @@ fn engine_learns_routes_from_captured_babeld_packets() {
         .is_some());
     assert_eq!(e.stats().tlvs_ignored, 0);
 }
+
+#[test]
+fn a_new_tunnel_routes_within_seconds_with_an_early_second_hello() {
+    // 15 s hellos, as re6st's registry sets: without the early Hello (and
+    // the IHU a newish neighbour gets at once) the route would wait a whole
+    // interval or two for 2-out-of-3 and the IHU.
+    let mut s = Sim::new(2, None);
+    let w = s.connect(&[0, 1], LinkKind::Tunnel, 15_000, 1);
+    let soon = s.now.add_millis(300);
+    for n in 0..2 {
+        let l = s.link_of(n, w);
+        s.nodes[n].hello_soon(l, soon);
+    }
+    let t = s
+        .run_until(30, |s| {
+            s.route(0, own(1)).is_some() && s.route(1, own(0)).is_some()
+        })
+        .expect("no route");
+    assert!(t <= 6000, "took {t} ms");
+}

@@ -4,4 +4,5 @@
 
 pub mod netlink;
 pub mod run;
+pub mod status;
 pub mod tun;

@@ -6,31 +6,48 @@
 //! timer, a signal) is handed to the sans-IO state machines, then their
 //! output is carried out. No locks, no task per tunnel.
 //!
-//! Routing, for now, is one hop: a tunnel peer's subnet (from its
-//! certificate) is routed through its tunnel. Babel fills the same table
-//! with multi-hop routes.
+//! Around the data path: the Babel engine (each tunnel is a Babel link;
+//! its packets travel inside the tunnel as link-local UDP), the mesh
+//! manager (which tunnels to open, refresh and close), the control
+//! messages between nodes (port 326 inside the overlay), the peer cache,
+//! the registry (bootstrap peers, network config updates, on a blocking
+//! thread) and the status socket.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv6Addr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket as StdUdpSocket};
 use std::time::Duration;
 
 use log::{debug, info, warn};
-use registry_client::state::{Loaded, StateDir};
+use registry_client::http::{HttpTransport, Timeouts};
+use registry_client::netconfig::{BabelHmac, NetworkConfig};
+use registry_client::state::{Identity, Loaded, StateDir, NETCONFIG_FILE};
+use registry_client::{Prefix, Registry, Session, Subnet};
 use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
 
 use super::netlink::{Netlink, Route};
 use super::tun::Tun;
+use crate::babel::mac::{MacAlgorithm, MacKey};
+use crate::babel::wire::INFINITY;
+use crate::babel::{
+    Engine, EngineConfig, LinkConfig, LinkId, LinkKind, MacConfig, Prefix as BabelPrefix,
+    RouteEvent, RouterId,
+};
 use crate::cli::Failure;
 use crate::config::Config;
 use crate::fib::Fib;
-use crate::ip::{self, Header};
+use crate::ip::{self, Header, Udp};
+use crate::json::{self, Object};
+use crate::mesh::cache::PeerCache;
+use crate::mesh::ctl;
+use crate::mesh::manager::{Action as MeshAction, Dir, Manager, Policy, State as MeshState};
 use crate::net::Ipv6Net;
 use crate::time::Instant;
-use crate::tunnel::auth::{CaAuthority, Identity};
-use crate::tunnel::{self, wire, Action, Endpoint, Event, TunnelId};
+use crate::tunnel::auth::{CaAuthority, Identity as TunnelIdentity};
+use crate::tunnel::{self, wire, Action, Endpoint, Event, Role, TunnelId};
 
 /// Exit code: no usable certificate in the state directory.
 pub const EXIT_NOT_REGISTERED: u8 = 30;
@@ -86,27 +103,131 @@ pub fn command(p: &mut lexopt::Parser) -> Result<(), Failure> {
     rt.block_on(run(config))
 }
 
-/// A tunnel peer as the data path sees it.
+/// Traffic of one tunnel, for the status report.
+#[derive(Clone, Copy, Default)]
+struct Counters {
+    rx_packets: u64,
+    rx_bytes: u64,
+    tx_packets: u64,
+    tx_bytes: u64,
+}
+
+/// A tunnel that is up: its peer, its Babel link and its counters.
 struct Peer {
     subnet: Ipv6Net,
+    link: LinkId,
+    counters: Counters,
 }
+
+/// What a registry job (run on a blocking thread) brings back.
+enum RegistryResult {
+    Bootstrap(Option<(Prefix, Vec<SocketAddr>)>),
+    /// The verified config and its raw bytes (to store).
+    NetworkConfig(Box<NetworkConfig>, Vec<u8>),
+    Failed(&'static str, String),
+}
+
+/// The registry, when the config names one: bootstrap peers and network
+/// config updates (new CRL, parameters).
+struct RegistryLink {
+    url: String,
+    id: Identity,
+    busy: bool,
+    results: mpsc::UnboundedSender<RegistryResult>,
+    last_ok: Option<Instant>,
+    last_error: Option<String>,
+}
+
+impl RegistryLink {
+    /// Run `job` against the registry on a blocking thread (HTTP and RSA
+    /// take time; the event loop must not wait for them).
+    fn spawn(&mut self, job: fn(&mut Session<HttpTransport>) -> RegistryResult) {
+        if self.busy {
+            return;
+        }
+        self.busy = true;
+        let (url, id, tx) = (self.url.clone(), self.id.clone(), self.results.clone());
+        tokio::task::spawn_blocking(move || {
+            let r = HttpTransport::new(&url, Timeouts::default())
+                .map_err(|e| e.to_string())
+                .map(|t| {
+                    let mut s = Registry::new(t).session(id.ca, id.key, id.subnet.node);
+                    job(&mut s)
+                });
+            let _ = tx.send(r.unwrap_or_else(|e| RegistryResult::Failed("registry", e)));
+        });
+    }
+}
+
+fn bootstrap_job(s: &mut Session<HttpTransport>) -> RegistryResult {
+    match s.bootstrap_peer() {
+        Ok(p) => RegistryResult::Bootstrap(p.map(|p| {
+            let addrs = p
+                .addresses
+                .iter()
+                .filter(|a| matches!(a.proto.as_str(), "udp" | "udp6"))
+                .map(|a| SocketAddr::new(a.ip, a.port))
+                .collect();
+            (p.prefix, addrs)
+        })),
+        Err(e) => RegistryResult::Failed("bootstrap peer", e.to_string()),
+    }
+}
+
+fn netconfig_job(s: &mut Session<HttpTransport>) -> RegistryResult {
+    match s.network_config() {
+        Ok((c, raw)) => RegistryResult::NetworkConfig(Box::new(c), raw),
+        Err(e) => RegistryResult::Failed("network config", e.to_string()),
+    }
+}
+
+/// Network config re-check period (re6st's NETCONF_CHECK).
+const NETCONF_CHECK_MS: u64 = 3_600_000;
+/// The peer cache is written at most this often (and at exit).
+const CACHE_SAVE_MS: u64 = 60_000;
+/// Babel's port and group ([RFC 8966 §5]).
+const BABEL_PORT: u16 = 6696;
+const BABEL_GROUP: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 6);
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+/// Cost multiplier that drains a retiring tunnel (re6st's soft lock).
+const DRAIN_MULTIPLIER: u16 = 4096;
 
 struct Node {
     endpoint: Endpoint<CaAuthority>,
+    engine: Engine,
+    mesh: Manager,
     fib: Fib<TunnelId>,
     peers: HashMap<TunnelId, Peer>,
+    tunnel_of: HashMap<LinkId, TunnelId>,
+    /// Template for new tunnel links (hello interval, RTT parameters).
+    link_template: LinkConfig,
     tun: AsyncFd<Tun>,
     udp4: Option<UdpSocket>,
     udp6: Option<UdpSocket>,
     /// Network bits (from the CA) and as a prefix.
-    network_bits: registry_client::Prefix,
+    network_bits: Prefix,
     network: Ipv6Net,
     address: Ipv6Addr,
     subnet: Ipv6Net,
+    link_local: Ipv6Addr,
+    port: u16,
     mtu: u32,
+    state: StateDir,
+    cache: PeerCache,
+    cache_dirty: bool,
+    cache_saved: Instant,
+    /// Our underlay addresses as peers report them, newest first.
+    own_addrs: Vec<SocketAddr>,
+    /// Address requests in flight: node address -> its prefix.
+    asked: HashMap<Ipv6Addr, Prefix>,
+    registry: Option<RegistryLink>,
+    netconf_version: Option<u64>,
+    netconf_check: Instant,
+    started: Instant,
     /// Packets dropped (no route, malformed, too big, refused by the
-    /// endpoint), reported at exit.
+    /// endpoint), reported at exit and in the status.
     dropped: u64,
+    scratch: Vec<u8>,
 }
 
 fn setup_error(what: &str, e: impl std::fmt::Display) -> Failure {
@@ -138,6 +259,50 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(StdUdpSocket::from(fd))
 }
 
+fn babel_prefix(n: Ipv6Net) -> BabelPrefix {
+    BabelPrefix::from_addr(n.addr(), n.prefix_len())
+}
+
+fn net_of(p: &BabelPrefix) -> Ipv6Net {
+    Ipv6Net::new(p.addr(), p.len())
+}
+
+/// The tunnel parameters the registry's network config sets.
+fn policy(netconf: Option<&NetworkConfig>) -> Policy {
+    match netconf {
+        Some(n) => Policy::new(
+            n.client_count as usize,
+            u64::from(n.tunnel_refresh),
+            u64::from(n.hello),
+        ),
+        None => Policy::new(10, 300, 15),
+    }
+}
+
+fn link_template(local: Ipv6Addr, netconf: Option<&NetworkConfig>) -> LinkConfig {
+    let hello_ms = netconf.map_or(15, |n| n.hello).max(1) * 1000;
+    let mut l = LinkConfig::new(LinkKind::Tunnel, local).with_hello_interval_ms(hello_ms);
+    if let Some(n) = netconf {
+        if let Err(e) = l.apply_babel_default(&n.babel_default) {
+            warn!("network config babel_default {:?}: {e}", n.babel_default);
+        }
+    }
+    l
+}
+
+fn mac_config(netconf: Option<&NetworkConfig>) -> MacConfig {
+    let mut m = MacConfig::default();
+    let Some(n) = netconf else { return m };
+    let key = |h: &Option<BabelHmac>| match h {
+        Some(BabelHmac::Key(k)) => MacKey::new(MacAlgorithm::Blake2s128, k).ok(),
+        _ => None,
+    };
+    m.sign = key(&n.babel_hmac_sign);
+    m.accept = key(&n.babel_hmac_accept);
+    m.accept_bad_signatures = matches!(n.babel_hmac_accept, Some(BabelHmac::AcceptUnsigned));
+    m
+}
+
 async fn run(config: Config) -> Result<(), Failure> {
     let state = StateDir::new(&config.state_dir);
     let id = match state.load(unix_now()) {
@@ -163,7 +328,7 @@ async fn run(config: Config) -> Result<(), Failure> {
     let netconf = state.network_config(&id).ok().flatten();
     let crl = netconf.as_ref().map(|n| n.crl.clone()).unwrap_or_default();
 
-    let identity = Identity::new(id.cert.der().to_vec(), &id.key, tunnel::os_seed())
+    let identity = TunnelIdentity::new(id.cert.der().to_vec(), &id.key, tunnel::os_seed())
         .map_err(|e| setup_error("tunnel identity", e))?;
     let mut tconf = tunnel::Config::default();
     if let Some(n) = &netconf {
@@ -212,16 +377,54 @@ async fn run(config: Config) -> Result<(), Failure> {
             format!("IPv4: {e4}; IPv6: {e6}"),
         ));
     }
+    let status = super::status::bind(&config.run_dir)
+        .map_err(|e| setup_error(&format!("status socket in {}", config.run_dir.display()), e))?;
     info!(
         "node {} ({address}) on {} mtu {mtu}, UDP port {}",
         id.subnet,
         tun.name(),
         config.port
     );
+
+    // Babel: the router id and the link-local address on tunnels both come
+    // from the node's address, unique in the network.
+    let a = u128::from(address);
+    let iid = ((a >> 64) as u64) ^ (a as u64);
+    let link_local = Ipv6Addr::from((0xfe80u128 << 112) | u128::from(iid));
+    let seed = u64::from_le_bytes(tunnel::os_seed()[..8].try_into().expect("8 bytes"));
+    let mut ecfg = EngineConfig::new(RouterId(iid.to_be_bytes()), seed);
+    ecfg.mac = mac_config(netconf.as_ref());
+    ecfg.limits.routes = config.max_routes as usize;
+    ecfg.limits.links = config.max_tunnels as usize + config.babel_interfaces.len() + 1;
+    let mut engine = Engine::new(ecfg, t0);
+    engine.originate(t0, babel_prefix(subnet), BabelPrefix::DEFAULT);
+
+    let cache = PeerCache::load(&state, config.peer_cache as usize);
+    info!("peer cache: {} peers", cache.len());
+    let mesh = Manager::new(
+        policy(netconf.as_ref()),
+        id.subnet.node,
+        config.peers.clone(),
+        t0,
+        seed.rotate_left(17),
+    );
+    let (tx, mut registry_rx) = mpsc::unbounded_channel();
+    let registry = config.registry.clone().map(|url| RegistryLink {
+        url,
+        id: (*id).clone(),
+        busy: false,
+        results: tx,
+        last_ok: None,
+        last_error: None,
+    });
     let mut node = Node {
         endpoint,
+        engine,
+        mesh,
         fib: Fib::new(),
         peers: HashMap::new(),
+        tunnel_of: HashMap::new(),
+        link_template: link_template(link_local, netconf.as_ref()),
         tun: tun.into_async().map_err(|e| setup_error("TUN device", e))?,
         udp4: udp4.ok(),
         udp6: udp6.ok(),
@@ -229,26 +432,35 @@ async fn run(config: Config) -> Result<(), Failure> {
         network,
         address,
         subnet,
+        link_local,
+        port: config.port,
         mtu,
+        state,
+        cache,
+        cache_dirty: false,
+        cache_saved: t0,
+        own_addrs: Vec::new(),
+        asked: HashMap::new(),
+        registry,
+        netconf_version: netconf.as_ref().map(|n| n.version.number),
+        // At start when the registry is there: revocations since our last
+        // run apply at once.
+        netconf_check: t0,
+        started: t0,
         dropped: 0,
+        scratch: vec![0u8; BUF_LEN],
     };
-    for peer in &config.peers {
-        let tid = node.endpoint.connect(now(), *peer);
-        debug!("tunnel {tid}: connecting to {peer}");
-    }
-    node.flush().await;
 
     let mut term = signal(SignalKind::terminate()).map_err(|e| setup_error("signals", e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| setup_error("signals", e))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| setup_error("signals", e))?;
     let mut buf = vec![0u8; BUF_LEN];
     let mut buf6 = vec![0u8; BUF_LEN];
     let mut out = vec![0u8; BUF_LEN + wire::DATA_OVERHEAD];
     loop {
-        let wake = node
-            .endpoint
-            .poll_timeout()
-            .map(|t| t.millis_since(now()))
-            .unwrap_or(60_000);
+        let t = now();
+        node.on_timers(t, &mut out).await;
+        let wake = node.next_wake().millis_since(now()).max(1);
         let mut tun_ready = false;
         tokio::select! {
             r = node.tun.readable() => {
@@ -268,8 +480,12 @@ async fn run(config: Config) -> Result<(), Failure> {
                     node.on_datagram(from, n, &mut buf6, &mut out).await;
                 }
             }
-            _ = tokio::time::sleep(Duration::from_millis(wake)) => {
-                node.endpoint.handle_timeout(now());
+            Some(r) = registry_rx.recv() => node.on_registry(now(), r),
+            Ok((stream, _)) = status.accept() => node.answer_status(stream).await,
+            _ = tokio::time::sleep(Duration::from_millis(wake)) => {}
+            _ = hup.recv() => {
+                info!("SIGHUP: checking the network config");
+                node.netconf_check = now();
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -285,20 +501,25 @@ async fn run(config: Config) -> Result<(), Failure> {
                 }
             }
         }
-        node.flush().await;
+        node.flush(&mut out).await;
     }
 
     // Clean shutdown: tell peers, give the close messages a moment, then
-    // remove what we added to the kernel.
+    // remove what we added to the kernel and save the cache.
     info!("shutting down");
+    node.engine
+        .withdraw(now(), babel_prefix(subnet), BabelPrefix::DEFAULT);
+    node.flush(&mut out).await;
     let ids: Vec<TunnelId> = node.peers.keys().copied().collect();
     for tid in ids {
         let _ = node.endpoint.close(now(), tid);
     }
-    node.flush().await;
+    node.flush(&mut out).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = nl.del_route(&Route::dev(network, index));
     let _ = nl.del_address(index, address, 128);
+    let _ = std::fs::remove_file(super::status::socket_path(&config.run_dir));
+    node.save_cache();
     if node.dropped > 0 {
         info!("{} packets dropped in all", node.dropped);
     }
@@ -314,6 +535,164 @@ async fn recv(sock: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usize, So
 }
 
 impl Node {
+    fn next_wake(&self) -> Instant {
+        let mut t = self.mesh.poll_timeout();
+        for x in [self.endpoint.poll_timeout(), self.engine.poll_timeout()]
+            .into_iter()
+            .flatten()
+        {
+            t = t.min(x);
+        }
+        if self.registry.is_some() {
+            t = t.min(self.netconf_check);
+        }
+        if self.cache_dirty {
+            t = t.min(self.cache_saved.add_millis(CACHE_SAVE_MS));
+        }
+        t
+    }
+
+    /// Run whatever timer is due.
+    async fn on_timers(&mut self, t: Instant, out: &mut [u8]) {
+        self.endpoint.handle_timeout(t);
+        self.engine.handle_timeout(t);
+        if t >= self.mesh.poll_timeout() {
+            let routes = self.routed_nodes();
+            let actions = self.mesh.tick(t, &routes, &self.cache);
+            for a in actions {
+                self.on_mesh_action(t, a, out).await;
+            }
+        }
+        if t >= self.netconf_check {
+            self.netconf_check = t.add_millis(NETCONF_CHECK_MS);
+            if let Some(r) = &mut self.registry {
+                r.spawn(netconfig_job);
+            }
+        }
+        if self.cache_dirty && t.millis_since(self.cache_saved) >= CACHE_SAVE_MS {
+            self.save_cache();
+        }
+        self.flush(out).await;
+    }
+
+    fn save_cache(&mut self) {
+        self.cache_saved = now();
+        self.cache_dirty = false;
+        if let Err(e) = self.cache.save(&self.state) {
+            warn!("peer cache: {e}");
+        }
+    }
+
+    /// Node prefixes Babel routes, with the tunnel each goes through.
+    fn routed_nodes(&self) -> Vec<(Prefix, Option<TunnelId>)> {
+        self.engine
+            .routes()
+            .filter(|r| r.installed && r.metric < INFINITY && r.src_prefix.is_default())
+            .filter_map(|r| {
+                let p = Prefix::from_ipv6(r.prefix.addr(), r.prefix.len()).ok()?;
+                let node = self.network_bits.strip(&p).filter(|n| !n.is_empty())?;
+                Some((node, self.tunnel_of.get(&r.link).copied()))
+            })
+            .collect()
+    }
+
+    fn subnet_of(&self, node: Prefix) -> Option<Ipv6Net> {
+        let (a, l) = Subnet::new(self.network_bits, node).ok()?.ipv6();
+        Some(Ipv6Net::new(a, l))
+    }
+
+    async fn on_mesh_action(&mut self, t: Instant, a: MeshAction, out: &mut [u8]) {
+        match a {
+            MeshAction::Connect { addr, prefix } => {
+                let usable = if addr.is_ipv4() {
+                    &self.udp4
+                } else {
+                    &self.udp6
+                };
+                if usable.is_none() {
+                    return;
+                }
+                let tid = self.endpoint.connect(t, addr);
+                debug!("tunnel {tid}: connecting to {addr}");
+                self.mesh.connecting(t, tid, addr, prefix);
+            }
+            MeshAction::RequestAddress(p) => {
+                let Some(sub) = self.subnet_of(p) else { return };
+                let dst = sub.host(1);
+                self.asked.insert(dst, p);
+                let msg = ctl::Msg::AddressRequest.encode();
+                self.send_ctl(dst, ctl::PORT, &msg, out).await;
+            }
+            MeshAction::Drain(tid) => {
+                if let Some(link) = self.peers.get(&tid).map(|p| p.link) {
+                    info!("tunnel {tid}: refresh, draining");
+                    let nbs: Vec<Ipv6Addr> = self
+                        .engine
+                        .neighbours(t)
+                        .filter(|n| n.link == link)
+                        .map(|n| n.address)
+                        .collect();
+                    for a in nbs {
+                        self.engine
+                            .set_cost_multiplier(t, link, a, DRAIN_MULTIPLIER);
+                    }
+                }
+            }
+            MeshAction::Close(tid) => {
+                debug!("tunnel {tid}: closing");
+                if self.endpoint.close(t, tid).is_err() {
+                    self.mesh.closed(t, tid);
+                }
+            }
+            MeshAction::Bootstrap => {
+                if let Some(r) = &mut self.registry {
+                    r.spawn(bootstrap_job);
+                }
+            }
+        }
+    }
+
+    fn on_registry(&mut self, t: Instant, r: RegistryResult) {
+        let Some(reg) = &mut self.registry else {
+            return;
+        };
+        reg.busy = false;
+        match r {
+            RegistryResult::Bootstrap(None) => {
+                reg.last_ok = Some(t);
+                debug!("registry: no bootstrap peer");
+            }
+            RegistryResult::Bootstrap(Some((p, addrs))) => {
+                reg.last_ok = Some(t);
+                info!("registry: bootstrap peer {} at {addrs:?}", p.to_cn());
+                self.cache.learn(p, &addrs);
+                self.cache_dirty = true;
+                self.mesh.wake(t);
+            }
+            RegistryResult::NetworkConfig(c, raw) => {
+                reg.last_ok = Some(t);
+                reg.last_error = None;
+                if self.netconf_version != Some(c.version.number) {
+                    info!("network config version {}", c.version.number);
+                    if let Err(e) = self.state.write_atomic(NETCONFIG_FILE, &raw, 0o644) {
+                        warn!("storing the network config: {e}");
+                    }
+                }
+                self.netconf_version = Some(c.version.number);
+                // Revoked peers' tunnels close now; parameters apply to what
+                // comes next (re6st re-execs for those).
+                self.endpoint.apply_crl(&c.crl);
+                self.engine.set_mac(mac_config(Some(&c)));
+                self.mesh.set_policy(policy(Some(&c)));
+                self.link_template = link_template(self.link_local, Some(&c));
+            }
+            RegistryResult::Failed(what, e) => {
+                warn!("registry: {what}: {e}");
+                reg.last_error = Some(format!("{what}: {e}"));
+            }
+        }
+    }
+
     async fn send(&self, to: SocketAddr, bytes: &[u8]) {
         let sock = if to.is_ipv4() { &self.udp4 } else { &self.udp6 };
         if let Some(s) = sock {
@@ -323,41 +702,159 @@ impl Node {
         }
     }
 
-    /// Carry out what the endpoint queued: control datagrams, then events.
-    async fn flush(&mut self) {
-        while let Some(t) = self.endpoint.poll_transmit() {
-            self.send(t.to, &t.bytes).await;
+    /// Carry out what the state machines queued: tunnel control datagrams
+    /// and events, Babel packets, route changes.
+    async fn flush(&mut self, out: &mut [u8]) {
+        let t = now();
+        while let Some(tx) = self.endpoint.poll_transmit() {
+            self.send(tx.to, &tx.bytes).await;
         }
         while let Some(ev) = self.endpoint.poll_event() {
-            match ev {
-                Event::Established { id, peer, addr } => {
-                    let Ok(sub) = registry_client::Subnet::new(self.network_bits, peer.prefix)
-                    else {
-                        warn!(
-                            "tunnel {id}: peer prefix {} outside the network",
-                            peer.prefix.to_cn()
+            self.on_tunnel_event(t, ev, out).await;
+        }
+        let mut payload = [0u8; 1500];
+        while let Some(tx) = self.engine.poll_transmit(t, &mut payload) {
+            let Some(&tid) = self.tunnel_of.get(&tx.link) else {
+                continue;
+            };
+            let dst = if tx.dst.is_multicast() {
+                BABEL_GROUP
+            } else {
+                tx.dst
+            };
+            let u = Udp {
+                src: self.link_local,
+                dst,
+                src_port: BABEL_PORT,
+                dst_port: BABEL_PORT,
+                hop_limit: 1,
+                payload: &payload[..tx.len],
+            };
+            self.send_packet_in(tid, &u, out).await;
+        }
+        while let Some(ev) = self.engine.poll_event() {
+            self.on_route_event(ev);
+        }
+    }
+
+    fn on_route_event(&mut self, ev: RouteEvent) {
+        match ev {
+            RouteEvent::Installed(r) | RouteEvent::Changed(r) => {
+                let (dst, src) = (net_of(&r.prefix), net_of(&r.src_prefix));
+                match self.tunnel_of.get(&r.link) {
+                    Some(&tid) if r.metric < INFINITY => {
+                        debug!(
+                            "route {dst} from {src} via tunnel {tid} metric {}",
+                            r.metric
                         );
-                        let _ = self.endpoint.close(now(), id);
-                        continue;
-                    };
-                    let (a, l) = sub.ipv6();
-                    let subnet = Ipv6Net::new(a, l);
-                    info!(
-                        "tunnel {id} to {subnet} ({}) at {addr} is up",
-                        peer.prefix.to_cn()
-                    );
-                    self.fib.insert(subnet, Ipv6Net::DEFAULT, id);
-                    self.peers.insert(id, Peer { subnet });
-                }
-                Event::Rekeyed { id } => debug!("tunnel {id} rekeyed"),
-                Event::Closed { id, reason } => {
-                    if let Some(p) = self.peers.remove(&id) {
-                        info!("tunnel {id} to {} closed: {reason:?}", p.subnet);
+                        self.fib.insert(dst, src, tid);
                     }
-                    self.fib.retain(|hop| *hop != id);
+                    _ => {
+                        self.fib.remove(dst, src);
+                    }
                 }
             }
+            RouteEvent::Removed { prefix, src_prefix } => {
+                debug!("route {} removed", net_of(&prefix));
+                self.fib.remove(net_of(&prefix), net_of(&src_prefix));
+            }
         }
+    }
+
+    async fn on_tunnel_event(&mut self, t: Instant, ev: Event, out: &mut [u8]) {
+        match ev {
+            Event::Established { id, peer, addr } => {
+                let Some(subnet) = self.subnet_of(peer.prefix) else {
+                    warn!(
+                        "tunnel {id}: peer prefix {} outside the network",
+                        peer.prefix.to_cn()
+                    );
+                    let _ = self.endpoint.close(t, id);
+                    return;
+                };
+                let mut lc = self.link_template.clone();
+                lc.peer_prefix = Some(babel_prefix(subnet));
+                let Some(link) = self.engine.add_link(t, lc) else {
+                    warn!("tunnel {id}: Babel link table full");
+                    let _ = self.endpoint.close(t, id);
+                    return;
+                };
+                self.engine.hello_soon(link, t.add_millis(300));
+                let dir = match self.endpoint.role(id) {
+                    Some(Role::Server) => Dir::Server,
+                    _ => Dir::Client,
+                };
+                info!("tunnel {id} to {subnet} at {addr} is up ({dir:?})");
+                self.tunnel_of.insert(link, id);
+                self.peers.insert(
+                    id,
+                    Peer {
+                        subnet,
+                        link,
+                        counters: Counters::default(),
+                    },
+                );
+                if dir == Dir::Client {
+                    self.cache.succeeded(peer.prefix, addr, unix_now());
+                }
+                if let Some(dup) = self.mesh.established(t, id, dir, peer.prefix, addr) {
+                    debug!("tunnel {dup}: duplicate of another tunnel to {subnet}, closing");
+                    let _ = self.endpoint.close(t, dup);
+                }
+                self.cache_dirty = true;
+                // Tell the peer how we see it: its public address.
+                let msg = ctl::Msg::Seen(addr).encode();
+                let u = Udp {
+                    src: self.link_local,
+                    dst: ALL_NODES,
+                    src_port: ctl::PORT,
+                    dst_port: ctl::PORT,
+                    hop_limit: 1,
+                    payload: &msg,
+                };
+                self.send_packet_in(id, &u, out).await;
+            }
+            Event::Rekeyed { id } => debug!("tunnel {id} rekeyed"),
+            Event::Closed { id, reason } => {
+                if let Some(p) = self.peers.remove(&id) {
+                    info!("tunnel {id} to {} closed: {reason:?}", p.subnet);
+                    self.engine.remove_link(t, p.link);
+                    self.tunnel_of.remove(&p.link);
+                }
+                self.fib.retain(|hop| *hop != id);
+                self.mesh.closed(t, id);
+            }
+            Event::ConnectFailed { id, addr } => {
+                debug!("tunnel {id} to {addr}: no answer");
+                self.mesh.connect_failed(t, id, &mut self.cache);
+            }
+        }
+    }
+
+    /// Write `u` as a packet and send it through tunnel `tid`.
+    async fn send_packet_in(&mut self, tid: TunnelId, u: &Udp<'_>, out: &mut [u8]) {
+        let mut pkt = std::mem::take(&mut self.scratch);
+        if let Some(n) = u.write(&mut pkt) {
+            self.seal_and_send(tid, &pkt[..n], out).await;
+        }
+        self.scratch = pkt;
+    }
+
+    /// A control message from our address to a node, routed over the overlay.
+    async fn send_ctl(&mut self, dst: Ipv6Addr, dst_port: u16, payload: &[u8], out: &mut [u8]) {
+        let Some(&tid) = self.fib.lookup(dst, self.address) else {
+            debug!("control message to {dst}: no route");
+            return;
+        };
+        let u = Udp {
+            src: self.address,
+            dst,
+            src_port: ctl::PORT,
+            dst_port,
+            hop_limit: 64,
+            payload,
+        };
+        self.send_packet_in(tid, &u, out).await;
     }
 
     /// A packet from the kernel: route it into a tunnel.
@@ -396,7 +893,13 @@ impl Node {
 
     async fn seal_and_send(&mut self, tid: TunnelId, packet: &[u8], out: &mut [u8]) {
         match self.endpoint.encapsulate(now(), tid, packet, out) {
-            Action::WriteToNetwork(to, bytes) => self.send(to, bytes).await,
+            Action::WriteToNetwork(to, bytes) => {
+                if let Some(p) = self.peers.get_mut(&tid) {
+                    p.counters.tx_packets += 1;
+                    p.counters.tx_bytes += packet.len() as u64;
+                }
+                self.send(to, bytes).await
+            }
             Action::Err(e) => {
                 debug!("tunnel {tid}: {e}");
                 self.dropped += 1;
@@ -411,6 +914,8 @@ impl Node {
             Action::WriteToNetwork(to, bytes) => self.send(to, bytes).await,
             Action::WriteToTunnel(tid, packet) => {
                 let len = packet.len();
+                // The decrypted packet is in `out`; forwarding needs `out`
+                // again, so it moves to `buf` (the datagram is consumed).
                 buf[..len].copy_from_slice(packet);
                 self.on_tunnel_packet(tid, &mut buf[..len], out).await;
             }
@@ -422,13 +927,31 @@ impl Node {
         }
     }
 
-    /// A decrypted packet from tunnel `tid`: for us, or forwarded.
+    /// A decrypted packet from tunnel `tid`: Babel or a control message for
+    /// us, the kernel's, or forwarded.
     async fn on_tunnel_packet(&mut self, tid: TunnelId, packet: &mut [u8], out: &mut [u8]) {
         let Some(h) = Header::parse(packet) else {
             self.dropped += 1;
             return;
         };
+        if let Some(p) = self.peers.get_mut(&tid) {
+            p.counters.rx_packets += 1;
+            p.counters.rx_bytes += packet.len() as u64;
+        }
         let (src, dst) = (h.src(), h.dst());
+        if dst.is_multicast() || is_link_local(dst) {
+            // The peer itself speaking: Babel, or how it sees us.
+            self.on_link_message(tid, packet).await;
+            return;
+        }
+        if dst == self.address && h.next_header() == ip::NEXT_UDP {
+            if let Some(u) = Udp::parse(packet).filter(|u| u.dst_port == ctl::PORT) {
+                let (src, sport) = (u.src, u.src_port);
+                let msg = ctl::Msg::parse(u.payload);
+                self.on_ctl(src, sport, msg, out).await;
+                return;
+            }
+        }
         // Ours, or outside the overlay (LAN, gateway): the kernel routes it.
         if self.subnet.contains(dst) || !self.network.contains(dst) {
             let _ = self.tun.get_ref().send(packet);
@@ -445,4 +968,353 @@ impl Node {
         packet[7] -= 1; // forwarding: decrement the hop limit
         self.send_through(next, packet, out, false).await;
     }
+
+    async fn on_link_message(&mut self, tid: TunnelId, packet: &[u8]) {
+        let Some(u) = Udp::parse(packet) else { return };
+        let Some(link) = self.peers.get(&tid).map(|p| p.link) else {
+            return;
+        };
+        match u.dst_port {
+            BABEL_PORT => {
+                let from = SocketAddrV6::new(u.src, u.src_port, 0, 0);
+                self.engine
+                    .handle_packet(now(), link, from, u.dst, u.payload);
+            }
+            ctl::PORT => {
+                if let Some(ctl::Msg::Seen(a)) = ctl::Msg::parse(u.payload) {
+                    let mine = SocketAddr::new(a.ip(), self.port);
+                    if self.own_addrs.first() != Some(&mine) {
+                        debug!("a peer sees us at {a}");
+                    }
+                    self.own_addrs
+                        .retain(|x| *x != mine && x.is_ipv4() != mine.is_ipv4());
+                    self.own_addrs.insert(0, mine);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_ctl(&mut self, src: Ipv6Addr, sport: u16, msg: Option<ctl::Msg>, out: &mut [u8]) {
+        match msg {
+            Some(ctl::Msg::AddressRequest) if !self.own_addrs.is_empty() => {
+                let answer = ctl::Msg::Address(self.own_addrs.clone()).encode();
+                self.send_ctl(src, sport, &answer, out).await;
+            }
+            Some(ctl::Msg::Address(addrs)) => {
+                if let Some(p) = self.asked.remove(&src) {
+                    debug!("{} is at {addrs:?}", p.to_cn());
+                    self.cache.learn(p, &addrs);
+                    self.cache_dirty = true;
+                    self.mesh.learned(now(), p);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn is_link_local(a: Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+impl Node {
+    /// Answer one status request (`json` or `text`).
+    async fn answer_status(&mut self, stream: tokio::net::UnixStream) {
+        let mut req = [0u8; 16];
+        let read = async {
+            loop {
+                stream.readable().await?;
+                match stream.try_read(&mut req) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    r => return r,
+                }
+            }
+        };
+        let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(2), read).await else {
+            return;
+        };
+        let answer = if req[..n].starts_with(b"json") {
+            self.status_json() + "\n"
+        } else {
+            self.status_text()
+        };
+        let write = async {
+            let mut rest = answer.as_bytes();
+            while !rest.is_empty() {
+                stream.writable().await?;
+                match stream.try_write(rest) {
+                    Ok(n) => rest = &rest[n..],
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok::<(), io::Error>(())
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), write).await;
+    }
+
+    fn tunnel_rows(&self, t: Instant) -> Vec<TunnelRow> {
+        let mut rows: Vec<TunnelRow> = self
+            .mesh
+            .tunnels()
+            .map(|(id, m)| {
+                let peer = self.peers.get(&id);
+                let nb = peer.and_then(|p| self.engine.neighbours(t).find(|n| n.link == p.link));
+                TunnelRow {
+                    id,
+                    peer: peer.map(|p| p.subnet.to_string()).or_else(|| {
+                        m.peer
+                            .and_then(|p| self.subnet_of(p))
+                            .map(|s| s.to_string())
+                    }),
+                    addr: m.addr,
+                    dir: m.dir,
+                    state: m.state,
+                    age_s: m.up_since.map_or(0, |u| t.millis_since(u) / 1000),
+                    rtt_us: nb.as_ref().and_then(|n| n.rtt_us),
+                    loss: nb.as_ref().map(|n| {
+                        // Of the Hellos expected so far (16 at most, the
+                        // reach window), how many did not come.
+                        let age_ms = m.up_since.map_or(0, |u| t.millis_since(u));
+                        let hello = u64::from(self.link_template.hello_interval_ms).max(1);
+                        let expected = (age_ms / hello + 1).min(16) as f64;
+                        (1.0 - f64::from(n.reach.count_ones()) / expected).max(0.0)
+                    }),
+                    cost: nb.as_ref().map(|n| n.cost),
+                    counters: peer.map(|p| p.counters).unwrap_or_default(),
+                }
+            })
+            .collect();
+        rows.sort_by_key(|r| r.id);
+        rows
+    }
+
+    fn status_json(&self) -> String {
+        let t = now();
+        let tunnels = self.tunnel_rows(t).into_iter().map(|r| {
+            Object::new()
+                .num("id", r.id)
+                .raw(
+                    "peer",
+                    r.peer
+                        .as_deref()
+                        .map_or_else(|| "null".into(), json::string),
+                )
+                .str("address", &r.addr.to_string())
+                .str(
+                    "direction",
+                    if r.dir == Dir::Client {
+                        "client"
+                    } else {
+                        "server"
+                    },
+                )
+                .str("state", state_name(r.state))
+                .num("age_s", r.age_s)
+                .opt_num("rtt_ms", r.rtt_us.map(|u| f64::from(u) / 1000.0))
+                .opt_num("loss", r.loss)
+                .opt_num("cost", r.cost)
+                .num("rx_packets", r.counters.rx_packets)
+                .num("rx_bytes", r.counters.rx_bytes)
+                .num("tx_packets", r.counters.tx_packets)
+                .num("tx_bytes", r.counters.tx_bytes)
+                .finish()
+        });
+        let neighbours = self.engine.neighbours(t).map(|n| {
+            Object::new()
+                .opt_num("tunnel", self.tunnel_of.get(&n.link))
+                .str("address", &n.address.to_string())
+                .str("reach", &format!("{:04x}", n.reach))
+                .num("rxcost", n.rxcost)
+                .num("txcost", n.txcost)
+                .num("cost", n.cost)
+                .opt_num("rtt_ms", n.rtt_us.map(|u| f64::from(u) / 1000.0))
+                .finish()
+        });
+        let routes = self.engine.routes().filter(|r| r.installed).map(|r| {
+            Object::new()
+                .str("prefix", &net_of(&r.prefix).to_string())
+                .str("from", &net_of(&r.src_prefix).to_string())
+                .num("metric", r.metric)
+                .opt_num("tunnel", self.tunnel_of.get(&r.link))
+                .str("next_hop", &r.next_hop.to_string())
+                .str("router_id", &hex(&r.router_id.0))
+                .finish()
+        });
+        let registry = match &self.registry {
+            Some(r) => Object::new()
+                .str("url", &r.url)
+                .opt_num("last_ok_s", r.last_ok.map(|o| t.millis_since(o) / 1000))
+                .raw(
+                    "last_error",
+                    r.last_error
+                        .as_deref()
+                        .map_or_else(|| "null".into(), json::string),
+                )
+                .finish(),
+            None => "null".into(),
+        };
+        Object::new()
+            .str("version", env!("CARGO_PKG_VERSION"))
+            .str("prefix", &self.subnet.to_string())
+            .str("address", &self.address.to_string())
+            .str("network", &self.network.to_string())
+            .num("uptime_s", t.millis_since(self.started) / 1000)
+            .opt_num("network_config_version", self.netconf_version)
+            .raw("registry", registry)
+            .bool("reachable", self.mesh.reachable())
+            .raw(
+                "public_addresses",
+                json::array(self.own_addrs.iter().map(|a| json::string(&a.to_string()))),
+            )
+            .raw("tunnels", json::array(tunnels))
+            .raw(
+                "babel",
+                Object::new()
+                    .str("router_id", &hex(&self.engine.router_id().0))
+                    .raw("neighbours", json::array(neighbours))
+                    .raw("routes", json::array(routes))
+                    .finish(),
+            )
+            .raw(
+                "peer_cache",
+                Object::new().num("size", self.cache.len()).finish(),
+            )
+            .num("dropped_packets", self.dropped)
+            .finish()
+    }
+
+    fn status_text(&self) -> String {
+        use std::fmt::Write;
+        let t = now();
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "node      {} ({}) in {}",
+            self.subnet, self.address, self.network
+        );
+        let _ = writeln!(
+            s,
+            "uptime    {} s, network config version {}",
+            t.millis_since(self.started) / 1000,
+            self.netconf_version
+                .map_or_else(|| "none".into(), |v| v.to_string())
+        );
+        match &self.registry {
+            Some(r) => {
+                let _ = writeln!(
+                    s,
+                    "registry  {} (last answer {})",
+                    r.url,
+                    r.last_ok.map_or_else(
+                        || "never".into(),
+                        |o| format!("{} s ago", t.millis_since(o) / 1000)
+                    )
+                );
+            }
+            None => s += "registry  none configured\n",
+        }
+        let addrs: Vec<String> = self.own_addrs.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(
+            s,
+            "public    {} (reachable from outside: {})",
+            if addrs.is_empty() {
+                "unknown".into()
+            } else {
+                addrs.join(", ")
+            },
+            if self.mesh.reachable() {
+                "yes"
+            } else {
+                "not yet"
+            }
+        );
+        let _ = writeln!(
+            s,
+            "peers     {} cached, {} packets dropped\n",
+            self.cache.len(),
+            self.dropped
+        );
+        let _ = writeln!(
+            s,
+            "{:>3} {:<28} {:<22} {:<6} {:<10} {:>6} {:>8} {:>5} {:>12} {:>12}",
+            "id",
+            "peer",
+            "address",
+            "dir",
+            "state",
+            "age",
+            "rtt ms",
+            "loss",
+            "rx bytes",
+            "tx bytes"
+        );
+        for r in self.tunnel_rows(t) {
+            let _ = writeln!(
+                s,
+                "{:>3} {:<28} {:<22} {:<6} {:<10} {:>6} {:>8} {:>5} {:>12} {:>12}",
+                r.id,
+                r.peer.unwrap_or_else(|| "?".into()),
+                r.addr.to_string(),
+                if r.dir == Dir::Client {
+                    "client"
+                } else {
+                    "server"
+                },
+                state_name(r.state),
+                r.age_s,
+                r.rtt_us
+                    .map_or_else(|| "-".into(), |u| format!("{:.1}", f64::from(u) / 1000.0)),
+                r.loss
+                    .map_or_else(|| "-".into(), |l| format!("{:.0}%", l * 100.0)),
+                r.counters.rx_bytes,
+                r.counters.tx_bytes
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\n{:<28} {:<16} {:>6} {:>6}",
+            "route", "from", "metric", "tunnel"
+        );
+        for r in self.engine.routes().filter(|r| r.installed) {
+            let _ = writeln!(
+                s,
+                "{:<28} {:<16} {:>6} {:>6}",
+                net_of(&r.prefix).to_string(),
+                net_of(&r.src_prefix).to_string(),
+                r.metric,
+                self.tunnel_of
+                    .get(&r.link)
+                    .map_or_else(|| "-".into(), |t| t.to_string())
+            );
+        }
+        s
+    }
+}
+
+struct TunnelRow {
+    id: TunnelId,
+    peer: Option<String>,
+    addr: SocketAddr,
+    dir: Dir,
+    state: MeshState,
+    age_s: u64,
+    rtt_us: Option<u32>,
+    loss: Option<f64>,
+    cost: Option<u16>,
+    counters: Counters,
+}
+
+fn state_name(s: MeshState) -> &'static str {
+    match s {
+        MeshState::Connecting => "connecting",
+        MeshState::Up => "up",
+        MeshState::Draining => "draining",
+        MeshState::Closing => "closing",
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -2,3 +2,5 @@
 //! and the peer cache that survives restarts.
 
 pub mod cache;
+pub mod ctl;
+pub mod manager;

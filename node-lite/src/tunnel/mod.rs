@@ -151,6 +151,9 @@ pub enum Event {
     Rekeyed { id: TunnelId },
     /// The tunnel is gone; its id may be reused.
     Closed { id: TunnelId, reason: CloseReason },
+    /// A tunnel we opened ([`Endpoint::connect`]) never authenticated its
+    /// peer and was given up; its id may be reused.
+    ConnectFailed { id: TunnelId, addr: SocketAddr },
 }
 
 /// Why an input was dropped or a call refused. Drops are normal on the
@@ -423,6 +426,11 @@ impl<A: Authority> Endpoint<A> {
         Some(self.tunnel(id)?.addr)
     }
 
+    /// Which side opened tunnel `id`.
+    pub fn role(&self, id: TunnelId) -> Option<Role> {
+        Some(self.tunnel(id)?.role)
+    }
+
     /// Ids of the tunnels with an authenticated peer.
     pub fn established(&self) -> impl Iterator<Item = TunnelId> + '_ {
         self.tunnels
@@ -457,9 +465,14 @@ impl<A: Authority> Endpoint<A> {
     fn free(&mut self, id: TunnelId, reason: Option<CloseReason>) {
         if let Some(slot) = self.tunnels.get_mut(id as usize) {
             if let Some(t) = slot.take() {
-                // Half-open tunnels never announced themselves.
-                if let (Some(reason), Some(_)) = (reason, t.peer) {
-                    self.events.push_back(Event::Closed { id, reason });
+                // Half-open tunnels never announced themselves; the mesh
+                // manager still hears of its own failed attempts.
+                match (reason, t.peer) {
+                    (Some(reason), Some(_)) => self.events.push_back(Event::Closed { id, reason }),
+                    (Some(_), None) if t.role == Role::Client => self
+                        .events
+                        .push_back(Event::ConnectFailed { id, addr: t.addr }),
+                    _ => {}
                 }
             }
         }
@@ -717,7 +730,10 @@ impl<A: Authority> Endpoint<A> {
         let (local, remote, initiator) = (h.local_index, h.remote_index, h.is_initiator());
         let split = h.split().map_err(Error::Handshake)?;
         let session = Session::new(local, remote, &split.send, &split.recv, now, initiator);
-        // The same node through another tunnel (restart, new address): keep the newest.
+        // The same node through another tunnel of the same role (restart, new
+        // address): keep the newest. A client and a server tunnel to one peer
+        // (both connected at once) are the mesh manager's to resolve.
+        let role = self.tunnel(id).ok_or(Error::UnknownTunnel)?.role;
         let dup: Vec<TunnelId> = self
             .tunnels
             .iter()
@@ -725,6 +741,7 @@ impl<A: Authority> Endpoint<A> {
             .filter(|(i, t)| {
                 *i != id as usize
                     && t.as_ref()
+                        .filter(|t| t.role == role)
                         .and_then(|t| t.peer.as_ref())
                         .is_some_and(|p| p.prefix == peer.prefix)
             })

@@ -1,0 +1,76 @@
+//! `re6st-lite status [--json]`: the running node's state, asked over a
+//! Unix socket in `run_dir` that only root can open (mode 0600).
+//!
+//! The request is one line, `json` or `text`; the daemon writes the answer
+//! and closes. The JSON schema is documented in the README ("Status JSON")
+//! and only grows: fields are never renamed or removed.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::Failure;
+use crate::config::Source;
+
+pub const SOCKET_NAME: &str = "status.sock";
+/// Exit code: no node answers on the status socket.
+pub const EXIT_NOT_RUNNING: u8 = 32;
+
+const USAGE: &str = "\
+Usage: re6st-lite status [-c FILE] [-o NAME=VALUE]... [--json]
+Show the running node: prefix, registry, tunnels, Babel neighbours and
+routes, peer cache. Asks the daemon over <run_dir>/status.sock (root only).
+--json prints the documented JSON object instead of tables.";
+
+pub fn socket_path(run_dir: &Path) -> PathBuf {
+    run_dir.join(SOCKET_NAME)
+}
+
+/// Bind the status socket: a stale one from a killed node is replaced.
+pub fn bind(run_dir: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    std::fs::create_dir_all(run_dir)?;
+    let path = socket_path(run_dir);
+    let _ = std::fs::remove_file(&path);
+    let l = tokio::net::UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
+pub fn command(p: &mut lexopt::Parser) -> Result<(), Failure> {
+    use lexopt::prelude::*;
+    let mut source = Source::default();
+    let mut json = false;
+    while let Some(arg) = p.next()? {
+        if let Some(which) = Source::which(&arg) {
+            source.read(p, which)?;
+            continue;
+        }
+        match arg {
+            Long("json") => json = true,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    let config = source.load()?;
+    let path = socket_path(&config.run_dir);
+    let not_running = |e: std::io::Error| {
+        Failure::new(
+            EXIT_NOT_RUNNING,
+            format!("no node answers on {}: {e}", path.display()),
+        )
+    };
+    let mut s = UnixStream::connect(&path).map_err(not_running)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(not_running)?;
+    s.write_all(if json { b"json\n" } else { b"text\n" })
+        .map_err(not_running)?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).map_err(not_running)?;
+    print!("{answer}");
+    Ok(())
+}

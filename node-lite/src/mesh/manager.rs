@@ -1,0 +1,683 @@
+//! The tunnel manager: which peers the node keeps tunnels to, as re6st's
+//! `TunnelManager` decides it (reference §3.4), without any I/O.
+//!
+//! The driver tells it what happens to tunnels and, every tick, which node
+//! prefixes Babel routes and through which tunnel; it answers with
+//! [`Action`]s: open a tunnel, ask a node for its addresses, drain a tunnel
+//! (raise its Babel cost so traffic moves away) and close it, ask the
+//! registry for a bootstrap peer.
+//!
+//! Policy, as re6st:
+//! - keep `client_count` tunnels we opened; at most 2 while nobody has ever
+//!   connected to us (we are probably behind NAT);
+//! - every `tunnel_refresh`, retire the client tunnel through which Babel
+//!   routes the fewest nodes: drain it, close it once nothing is routed
+//!   through it (or after a timeout), and open a new one;
+//! - new peers are picked at random among routed nodes that are not yet
+//!   neighbours; when routing knows nobody, from the peer cache, then the
+//!   registry, then the configured peers;
+//! - a client and a server tunnel to the same node: the node with the lower
+//!   prefix closes its client side, so both ends agree.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use registry_client::Prefix;
+
+use super::cache::PeerCache;
+use crate::time::Instant;
+use crate::tunnel::TunnelId;
+
+/// The network's tunnel parameters (from the registry's network config).
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub client_count: usize,
+    /// Milliseconds between tunnel refreshes.
+    pub tunnel_refresh_ms: u64,
+    /// Longest a drained tunnel waits for its routes to move (re6st: 2 × 4 × hello).
+    pub drain_timeout_ms: u64,
+}
+
+impl Policy {
+    pub fn new(client_count: usize, tunnel_refresh_s: u64, hello_s: u64) -> Self {
+        Policy {
+            client_count,
+            tunnel_refresh_ms: tunnel_refresh_s.max(1) * 1000,
+            drain_timeout_ms: 8 * hello_s.max(1) * 1000,
+        }
+    }
+}
+
+/// How often the policy runs (re6st's main-loop tick).
+pub const TICK_MS: u64 = 5000;
+/// An address that failed is not tried again for this long.
+const RETRY_MS: u64 = 60_000;
+/// Address requests to one node, and bootstrap requests, at most this often.
+const REQUEST_MS: u64 = 30_000;
+/// Client tunnels while nobody ever connected to us (re6st: behind NAT).
+const NAT_CLIENT_COUNT: usize = 2;
+/// A tunnel still not up after this is given up (the peer may be full:
+/// `max_clients` refusals are silent), so another peer gets the slot.
+const CONNECT_TIMEOUT_MS: u64 = 15_000;
+
+/// Who opened a tunnel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    Client,
+    Server,
+}
+
+/// Where a tunnel stands, for the status report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Connecting,
+    Up,
+    /// Retiring: traffic moves away, then it is closed.
+    Draining,
+    /// Close requested, waiting for the endpoint to confirm.
+    Closing,
+}
+
+#[derive(Clone, Debug)]
+pub struct Tunnel {
+    pub dir: Dir,
+    pub addr: SocketAddr,
+    /// The peer's prefix: from its certificate once up, or the one we
+    /// expect while connecting (None for a configured bootstrap address).
+    pub peer: Option<Prefix>,
+    pub state: State,
+    /// Since when it is in `state`.
+    pub since: Instant,
+    /// When it came up.
+    pub up_since: Option<Instant>,
+}
+
+/// What the driver must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Open a tunnel, then report it with [`Manager::connecting`].
+    Connect {
+        addr: SocketAddr,
+        prefix: Option<Prefix>,
+    },
+    /// Ask this node (over the overlay) for its underlay addresses.
+    RequestAddress(Prefix),
+    /// Make the tunnel expensive in Babel so routes move away.
+    Drain(TunnelId),
+    /// Close the tunnel (authenticated close exchange).
+    Close(TunnelId),
+    /// Ask the registry for a bootstrap peer.
+    Bootstrap,
+}
+
+/// The manager's state.
+pub struct Manager {
+    policy: Policy,
+    own: Prefix,
+    bootstrap: Vec<SocketAddr>,
+    tunnels: HashMap<TunnelId, Tunnel>,
+    /// Someone connected to us at least once: we are reachable.
+    served: bool,
+    next_tick: Instant,
+    next_refresh: Instant,
+    failed: HashMap<SocketAddr, Instant>,
+    requested: HashMap<Prefix, Instant>,
+    last_bootstrap: Option<Instant>,
+    rng: u64,
+}
+
+impl Manager {
+    pub fn new(
+        policy: Policy,
+        own: Prefix,
+        bootstrap: Vec<SocketAddr>,
+        now: Instant,
+        seed: u64,
+    ) -> Self {
+        let next_refresh = now.add_millis(policy.tunnel_refresh_ms);
+        Manager {
+            policy,
+            own,
+            bootstrap,
+            tunnels: HashMap::new(),
+            served: false,
+            next_tick: now,
+            next_refresh,
+            failed: HashMap::new(),
+            requested: HashMap::new(),
+            last_bootstrap: None,
+            rng: seed | 1,
+        }
+    }
+
+    /// xorshift64*: choices need only be unpredictable enough to spread load.
+    fn random(&mut self) -> u64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = (self.random() % (i as u64 + 1)) as usize;
+            v.swap(i, j);
+        }
+    }
+
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
+    pub fn tunnels(&self) -> impl Iterator<Item = (TunnelId, &Tunnel)> {
+        self.tunnels.iter().map(|(id, t)| (*id, t))
+    }
+
+    pub fn tunnel(&self, id: TunnelId) -> Option<&Tunnel> {
+        self.tunnels.get(&id)
+    }
+
+    /// Whether any node ever connected to us.
+    pub fn reachable(&self) -> bool {
+        self.served
+    }
+
+    /// When [`Self::tick`] is due.
+    pub fn poll_timeout(&self) -> Instant {
+        self.next_tick
+    }
+
+    /// Run the policy now rather than at the next tick (a tunnel went down,
+    /// an address arrived).
+    pub fn wake(&mut self, now: Instant) {
+        self.next_tick = self.next_tick.min(now);
+    }
+
+    /// The driver opened tunnel `id` as asked by [`Action::Connect`].
+    pub fn connecting(
+        &mut self,
+        now: Instant,
+        id: TunnelId,
+        addr: SocketAddr,
+        prefix: Option<Prefix>,
+    ) {
+        self.tunnels.insert(
+            id,
+            Tunnel {
+                dir: Dir::Client,
+                addr,
+                peer: prefix,
+                state: State::Connecting,
+                since: now,
+                up_since: None,
+            },
+        );
+    }
+
+    /// Tunnel `id` authenticated `peer` (the driver records a client
+    /// tunnel's address in the peer cache). Returns a tunnel to close when this
+    /// makes a duplicate: ours if we opened one and have the lower prefix.
+    pub fn established(
+        &mut self,
+        now: Instant,
+        id: TunnelId,
+        dir: Dir,
+        peer: Prefix,
+        addr: SocketAddr,
+    ) -> Option<TunnelId> {
+        if dir == Dir::Server {
+            self.served = true;
+        } else {
+            self.failed.remove(&addr);
+        }
+        self.tunnels.insert(
+            id,
+            Tunnel {
+                dir,
+                addr,
+                peer: Some(peer),
+                state: State::Up,
+                since: now,
+                up_since: Some(now),
+            },
+        );
+        let other = self.tunnels.iter().find(|(i, t)| {
+            **i != id && t.peer == Some(peer) && t.state == State::Up && t.dir != dir
+        });
+        let (&other, _) = other?;
+        if prefix_order(self.own) < prefix_order(peer) {
+            let client = if dir == Dir::Client { id } else { other };
+            self.close(now, client);
+            Some(client)
+        } else {
+            None
+        }
+    }
+
+    fn close(&mut self, now: Instant, id: TunnelId) {
+        if let Some(t) = self.tunnels.get_mut(&id) {
+            t.state = State::Closing;
+            t.since = now;
+        }
+    }
+
+    /// Tunnel `id` is gone.
+    pub fn closed(&mut self, now: Instant, id: TunnelId) {
+        if self.tunnels.remove(&id).is_some() {
+            self.wake(now);
+        }
+    }
+
+    /// Our attempt through tunnel `id` failed: try that address last.
+    pub fn connect_failed(&mut self, now: Instant, id: TunnelId, cache: &mut PeerCache) {
+        if let Some(t) = self.tunnels.remove(&id) {
+            self.failed.insert(t.addr, now);
+            if let Some(p) = t.peer {
+                cache.failed(p);
+            }
+            self.wake(now);
+        }
+    }
+
+    /// A node answered our address request: connect if we still need to.
+    pub fn learned(&mut self, now: Instant, prefix: Prefix) {
+        if self.requested.remove(&prefix).is_some() {
+            self.wake(now);
+        }
+    }
+
+    /// Run the policy. `routes` lists every node prefix Babel routes, with
+    /// the tunnel it goes through (None: another link, such as a LAN).
+    pub fn tick(
+        &mut self,
+        now: Instant,
+        routes: &[(Prefix, Option<TunnelId>)],
+        cache: &PeerCache,
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        if now < self.next_tick {
+            return out;
+        }
+        self.next_tick = now.add_millis(TICK_MS);
+        self.failed.retain(|_, at| now.millis_since(*at) < RETRY_MS);
+        self.requested
+            .retain(|_, at| now.millis_since(*at) < REQUEST_MS);
+        let via = |id: TunnelId| routes.iter().filter(|(_, t)| *t == Some(id)).count();
+
+        // Drained tunnels close once nothing is routed through them.
+        let drained: Vec<TunnelId> = self
+            .tunnels
+            .iter()
+            .filter(|(id, t)| {
+                t.state == State::Draining
+                    && (via(**id) == 0 || now.millis_since(t.since) >= self.policy.drain_timeout_ms)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in drained {
+            self.close(now, id);
+            out.push(Action::Close(id));
+        }
+        let stuck: Vec<TunnelId> = self
+            .tunnels
+            .iter()
+            .filter(|(_, t)| {
+                t.state == State::Connecting && now.millis_since(t.since) >= CONNECT_TIMEOUT_MS
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stuck {
+            if let Some(t) = self.tunnels.get(&id) {
+                self.failed.insert(t.addr, now);
+            }
+            self.close(now, id);
+            out.push(Action::Close(id));
+        }
+
+        let clients: Vec<TunnelId> = self
+            .tunnels
+            .iter()
+            .filter(|(_, t)| t.dir == Dir::Client && t.state == State::Up)
+            .map(|(id, _)| *id)
+            .collect();
+        let target = if self.served {
+            self.policy.client_count
+        } else {
+            self.policy.client_count.min(NAT_CLIENT_COUNT)
+        };
+
+        // Refresh: retire the client tunnel that carries the fewest routes.
+        if now >= self.next_refresh {
+            self.next_refresh = now.add_millis(self.policy.tunnel_refresh_ms);
+            let draining = self.tunnels.values().any(|t| t.state == State::Draining);
+            if !draining && !clients.is_empty() && clients.len() >= target {
+                let mut scored: Vec<(usize, u64, TunnelId)> =
+                    clients.iter().map(|&id| (via(id), 0, id)).collect();
+                for s in &mut scored {
+                    s.1 = self.random(); // ties broken at random
+                }
+                let victim = scored.iter().min().map(|s| s.2);
+                if let Some(id) = victim {
+                    if let Some(t) = self.tunnels.get_mut(&id) {
+                        t.state = State::Draining;
+                        t.since = now;
+                    }
+                    out.push(Action::Drain(id));
+                }
+            }
+        }
+
+        // New tunnels.
+        let pending = self
+            .tunnels
+            .values()
+            .filter(|t| t.dir == Dir::Client && matches!(t.state, State::Connecting | State::Up))
+            .count();
+        let mut need = target.saturating_sub(pending);
+        if need == 0 {
+            return out;
+        }
+        let neighbours: Vec<Prefix> = self.tunnels.values().filter_map(|t| t.peer).collect();
+        let busy: Vec<SocketAddr> = self.tunnels.values().map(|t| t.addr).collect();
+        let usable = |a: &SocketAddr, failed: &HashMap<SocketAddr, Instant>| {
+            !failed.contains_key(a) && !busy.contains(a)
+        };
+        let mut candidates: Vec<Prefix> = routes
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| *p != self.own && !neighbours.contains(p))
+            .collect();
+        candidates.sort_by_key(|p| prefix_order(*p));
+        candidates.dedup();
+        self.shuffle(&mut candidates);
+        // Nodes whose address we know first: no round trip to ask for it.
+        candidates.sort_by_key(|p| cache.get(*p).is_none_or(|c| c.addrs.is_empty()));
+        for p in candidates {
+            if need == 0 {
+                break;
+            }
+            let addr = cache
+                .get(p)
+                .and_then(|c| c.addrs.iter().find(|a| usable(a, &self.failed)).copied());
+            match addr {
+                Some(addr) => out.push(Action::Connect {
+                    addr,
+                    prefix: Some(p),
+                }),
+                None if !self.requested.contains_key(&p) => {
+                    self.requested.insert(p, now);
+                    out.push(Action::RequestAddress(p));
+                }
+                None => continue,
+            }
+            need -= 1;
+        }
+        // Routing knows too few nodes: the peer cache, the registry, the
+        // configured peers.
+        if need > 0 {
+            let routed: Vec<Prefix> = routes.iter().map(|(p, _)| *p).collect();
+            for c in cache.candidates(self.random()) {
+                if need == 0 {
+                    break;
+                }
+                let p = c.prefix();
+                if p == self.own || neighbours.contains(&p) || routed.contains(&p) {
+                    continue;
+                }
+                if let Some(addr) = c.addrs.iter().find(|a| usable(a, &self.failed)) {
+                    out.push(Action::Connect {
+                        addr: *addr,
+                        prefix: Some(p),
+                    });
+                    need -= 1;
+                }
+            }
+        }
+        if need > 0
+            && self
+                .last_bootstrap
+                .is_none_or(|t| now.millis_since(t) >= REQUEST_MS)
+        {
+            self.last_bootstrap = Some(now);
+            out.push(Action::Bootstrap);
+        }
+        if need > 0 {
+            let mut configured = self.bootstrap.clone();
+            self.shuffle(&mut configured);
+            for addr in configured {
+                if need == 0 {
+                    break;
+                }
+                if usable(&addr, &self.failed) {
+                    out.push(Action::Connect { addr, prefix: None });
+                    need -= 1;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// re6st compares prefixes as bit strings: "lower prefix".
+fn prefix_order(p: Prefix) -> (u128, u8) {
+    let left = if p.is_empty() {
+        0
+    } else {
+        p.value() << (128 - u32::from(p.len()))
+    };
+    (left, p.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pfx(v: u128) -> Prefix {
+        Prefix::new(v, 16).unwrap()
+    }
+
+    fn addr(n: u8) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, n], 1194))
+    }
+
+    fn t(ms: u64) -> Instant {
+        Instant::from_millis(1_000_000 + ms)
+    }
+
+    fn manager(bootstrap: Vec<SocketAddr>) -> Manager {
+        Manager::new(Policy::new(4, 300, 15), pfx(1), bootstrap, t(0), 42)
+    }
+
+    fn connects(actions: &[Action]) -> Vec<(SocketAddr, Option<Prefix>)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Connect { addr, prefix } => Some((*addr, *prefix)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bootstraps_from_configured_peers_then_grows_from_routes() {
+        let mut cache = PeerCache::new(200);
+        let mut m = manager(vec![addr(2)]);
+        let a = m.tick(t(0), &[], &cache);
+        assert!(a.contains(&Action::Bootstrap));
+        assert_eq!(connects(&a), vec![(addr(2), None)]);
+        m.connecting(t(0), 1, addr(2), None);
+        assert_eq!(m.established(t(100), 1, Dir::Client, pfx(2), addr(2)), None);
+        // Not yet reachable from outside: 2 client tunnels at most.
+        cache.learn(pfx(3), &[addr(3)]);
+        let routes = [
+            (pfx(2), Some(1)),
+            (pfx(3), Some(1)),
+            (pfx(4), Some(1)),
+            (pfx(5), Some(1)),
+        ];
+        let a = m.tick(t(5000), &routes, &cache);
+        assert_eq!(connects(&a), vec![(addr(3), Some(pfx(3)))]);
+        assert!(!a.iter().any(|x| matches!(x, Action::RequestAddress(_))));
+        m.connecting(t(5000), 2, addr(3), Some(pfx(3)));
+        // Someone connects to us: the target becomes client_count (4).
+        m.established(t(5100), 9, Dir::Server, pfx(7), addr(7));
+        let a = m.tick(t(10_000), &routes, &cache);
+        let mut asked: Vec<Action> = a
+            .into_iter()
+            .filter(|x| matches!(x, Action::RequestAddress(_)))
+            .collect();
+        asked.sort_by_key(|x| format!("{x:?}"));
+        assert_eq!(
+            asked,
+            vec![
+                Action::RequestAddress(pfx(4)),
+                Action::RequestAddress(pfx(5))
+            ]
+        );
+        // Asked again only after REQUEST_MS.
+        let a = m.tick(t(15_000), &routes, &cache);
+        assert!(!a.iter().any(|x| matches!(x, Action::RequestAddress(_))));
+        cache.learn(pfx(4), &[addr(4)]);
+        m.learned(t(16_000), pfx(4));
+        let a = m.tick(t(16_000), &routes, &cache);
+        assert_eq!(connects(&a), vec![(addr(4), Some(pfx(4)))]);
+    }
+
+    #[test]
+    fn failed_addresses_wait_before_a_retry() {
+        let mut cache = PeerCache::new(200);
+        let mut m = manager(vec![addr(2)]);
+        assert_eq!(connects(&m.tick(t(0), &[], &cache)).len(), 1);
+        m.connecting(t(0), 1, addr(2), None);
+        m.connect_failed(t(3000), 1, &mut cache);
+        assert!(connects(&m.tick(t(3000), &[], &cache)).is_empty());
+        assert_eq!(connects(&m.tick(t(3000 + RETRY_MS), &[], &cache)).len(), 1);
+        // A connection that never comes up is given up, and its address waits.
+        m.connecting(t(3000 + RETRY_MS), 2, addr(2), None);
+        let later = t(3000 + RETRY_MS + CONNECT_TIMEOUT_MS);
+        let a = m.tick(later, &[], &cache);
+        assert!(a.contains(&Action::Close(2)), "{a:?}");
+        assert!(connects(&a).is_empty());
+    }
+
+    #[test]
+    fn refresh_drains_the_least_useful_client_then_closes_it() {
+        let mut cache = PeerCache::new(200);
+        let mut m = Manager::new(Policy::new(2, 10, 1), pfx(1), vec![], t(0), 7);
+        for (id, p) in [(1, 2), (2, 3)] {
+            m.connecting(t(0), id, addr(p as u8), Some(pfx(p)));
+            m.established(t(0), id, Dir::Client, pfx(p), addr(p as u8));
+        }
+        // Tunnel 1 carries 3 routes, tunnel 2 only its own peer.
+        let routes = [
+            (pfx(2), Some(1)),
+            (pfx(4), Some(1)),
+            (pfx(5), Some(1)),
+            (pfx(3), Some(2)),
+        ];
+        assert!(m.tick(t(5000), &routes, &cache).is_empty());
+        let a = m.tick(t(10_000), &routes, &cache);
+        assert!(a.contains(&Action::Drain(2)), "{a:?}");
+        assert_eq!(m.tunnel(2).unwrap().state, State::Draining);
+        // A replacement is opened at once (to a routed non-neighbour).
+        cache.learn(pfx(4), &[addr(4)]);
+        let a = m.tick(t(15_000), &routes, &cache);
+        assert!(
+            connects(&a).iter().any(|(_, p)| p == &Some(pfx(4)))
+                || connects(&a).iter().any(|(_, p)| p == &Some(pfx(5)))
+                || a.iter().any(|x| matches!(x, Action::RequestAddress(_))),
+            "{a:?}"
+        );
+        // Still routed through it: kept; routes gone: closed.
+        assert!(!m
+            .tick(t(15_000), &routes, &cache)
+            .contains(&Action::Close(2)));
+        let moved = [
+            (pfx(2), Some(1)),
+            (pfx(4), Some(1)),
+            (pfx(5), Some(1)),
+            (pfx(3), Some(1)),
+        ];
+        assert!(m
+            .tick(t(20_000), &moved, &cache)
+            .contains(&Action::Close(2)));
+        assert_eq!(m.tunnel(2).unwrap().state, State::Closing);
+        m.closed(t(20_100), 2);
+        assert!(m.tunnel(2).is_none());
+    }
+
+    #[test]
+    fn drain_times_out() {
+        let cache = PeerCache::new(200);
+        let mut m = Manager::new(Policy::new(1, 10, 1), pfx(1), vec![], t(0), 7);
+        m.connecting(t(0), 1, addr(2), Some(pfx(2)));
+        m.established(t(0), 1, Dir::Client, pfx(2), addr(2));
+        let routes = [(pfx(2), Some(1))];
+        assert!(m
+            .tick(t(10_000), &routes, &cache)
+            .contains(&Action::Drain(1)));
+        assert!(!m
+            .tick(t(15_000), &routes, &cache)
+            .contains(&Action::Close(1)));
+        assert!(m
+            .tick(t(20_000), &routes, &cache)
+            .contains(&Action::Close(1)));
+    }
+
+    #[test]
+    fn duplicate_tunnels_are_resolved_the_same_way_on_both_ends() {
+        let _cache = PeerCache::new(200);
+        // Node 1 (lower) and node 2 connect to each other at once.
+        let mut low = Manager::new(Policy::new(4, 300, 15), pfx(1), vec![], t(0), 1);
+        let mut high = Manager::new(Policy::new(4, 300, 15), pfx(2), vec![], t(0), 2);
+        low.connecting(t(0), 1, addr(2), Some(pfx(2)));
+        high.connecting(t(0), 1, addr(1), Some(pfx(1)));
+        // Each sees its client tunnel, then the other's (server) one.
+        assert_eq!(low.established(t(1), 1, Dir::Client, pfx(2), addr(2)), None);
+        assert_eq!(
+            high.established(t(1), 1, Dir::Client, pfx(1), addr(1)),
+            None
+        );
+        // The lower node closes its client side; the higher keeps both and
+        // loses the server side when the close arrives.
+        assert_eq!(
+            low.established(t(2), 2, Dir::Server, pfx(2), addr(2)),
+            Some(1)
+        );
+        assert_eq!(
+            high.established(t(2), 2, Dir::Server, pfx(1), addr(1)),
+            None
+        );
+        // In the other order on the low node, it still closes its client side.
+        let mut low2 = Manager::new(Policy::new(4, 300, 15), pfx(1), vec![], t(0), 1);
+        low2.established(t(1), 5, Dir::Server, pfx(2), addr(2));
+        low2.connecting(t(1), 6, addr(2), Some(pfx(2)));
+        assert_eq!(
+            low2.established(t(2), 6, Dir::Client, pfx(2), addr(2)),
+            Some(6)
+        );
+    }
+
+    #[test]
+    fn cache_peers_are_used_when_routing_knows_nobody() {
+        let mut cache = PeerCache::new(200);
+        cache.learn(pfx(3), &[addr(3)]);
+        cache.learn(pfx(1), &[addr(1)]); // ourselves: never
+        let mut m = manager(vec![addr(9)]);
+        let a = m.tick(t(0), &[], &cache);
+        let c = connects(&a);
+        assert_eq!(c[0], (addr(3), Some(pfx(3))));
+        assert!(!c.iter().any(|(a, _)| *a == addr(1)));
+    }
+
+    #[test]
+    fn prefixes_compare_as_bit_strings() {
+        let a = Prefix::from_bits("0001").unwrap();
+        let b = Prefix::from_bits("01").unwrap();
+        assert!(prefix_order(a) < prefix_order(b));
+        assert!(
+            prefix_order(Prefix::from_bits("0").unwrap())
+                < prefix_order(Prefix::from_bits("00").unwrap())
+        );
+    }
+}

@@ -1,0 +1,242 @@
+//! A whole re6st network on this machine: the real registry, then N nodes,
+//! each registered with it and running in its own network namespace, all
+//! joined by one IPv4 bridge (the "underlay", 198.51.100.0/24) in a hub
+//! namespace. Everything goes away on drop, also when a test panics.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use registry_client::state::{Loaded, StateDir};
+
+use crate::netns::{Netns, Proc};
+use crate::registry::{node_bin, re6st_lite, Options, Registry, TempDir};
+
+/// One node: its namespace, state and process.
+pub struct Node {
+    pub ns: Netns,
+    pub dir: PathBuf,
+    pub run_dir: PathBuf,
+    /// Underlay IPv4 address.
+    pub ip: String,
+    /// Overlay address (`<prefix>::1`) and prefix.
+    pub address: String,
+    pub prefix: String,
+    pub proc: Option<Proc>,
+    pub log: PathBuf,
+    /// Underlay veth inside the node's namespace.
+    pub dev: String,
+}
+
+pub struct Mesh {
+    pub nodes: Vec<Node>,
+    pub registry: Registry,
+    pub hub: Netns,
+    pub tmp: TempDir,
+}
+
+impl Mesh {
+    /// Register `n` nodes with a registry started with `opts`, wire them
+    /// to the bridge and start them; node i > 0 knows the addresses of
+    /// node 0 and node i - 1.
+    pub fn start(n: usize, opts: Options) -> Mesh {
+        assert!(n < 250);
+        let registry = Registry::start(opts);
+        let tmp = TempDir::new("mesh");
+        let hub = Netns::new("hub");
+        hub.ip("link add br0 type bridge");
+        hub.ip("link set br0 up");
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let dir = tmp.sub(&format!("n{i}"));
+            let d = dir.to_str().unwrap();
+            let run = re6st_lite(&[
+                "register",
+                "--registry",
+                &registry.url(),
+                "--anonymous",
+                "--dir",
+                d,
+            ]);
+            assert_eq!(run.code, 0, "register: {}", run.output());
+            let (address, prefix) = match StateDir::new(&dir).load(0).unwrap() {
+                Loaded::Registered { id, .. } => {
+                    (id.subnet.address().to_string(), id.subnet.to_string())
+                }
+                _ => panic!("{d} holds no identity"),
+            };
+            let ns = Netns::new(&format!("n{i}"));
+            let ip = format!("198.51.100.{}", i + 1);
+            let dev = bridge_port(&hub, &ns, &format!("{ip}/24"));
+            nodes.push(Node {
+                ns,
+                run_dir: tmp.sub(&format!("run{i}")),
+                dir,
+                ip,
+                address,
+                prefix,
+                proc: None,
+                log: tmp.path().join(format!("n{i}.log")),
+                dev,
+            });
+        }
+        let mut m = Mesh {
+            nodes,
+            registry,
+            hub,
+            tmp,
+        };
+        for i in 0..n {
+            // Node 0 and the previous node: one node alone could not take
+            // everyone (max_clients), as on a real network.
+            let mut peers: Vec<String> = [0, i.saturating_sub(1)]
+                .iter()
+                .filter(|&&j| j < i)
+                .map(|&j| format!("{}:1194", m.nodes[j].ip))
+                .collect();
+            peers.dedup();
+            m.spawn(i, &peers);
+        }
+        m
+    }
+
+    /// Start node `i` with these bootstrap peers.
+    pub fn spawn(&mut self, i: usize, peers: &[String]) {
+        let n = &mut self.nodes[i];
+        let state = format!("state_dir={}", n.dir.display());
+        let run = format!("run_dir={}", n.run_dir.display());
+        let mut args = vec![
+            "--log-level".to_string(),
+            "debug".into(),
+            "run".into(),
+            "-o".into(),
+            state,
+            "-o".into(),
+            run,
+        ];
+        for p in peers {
+            args.push("-o".into());
+            args.push(format!("peer={p}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        n.proc = Some(n.ns.spawn(node_bin(), &args, &n.log));
+    }
+
+    /// SIGKILL node `i`: no goodbye to its peers.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(p) = self.nodes[i].proc.take() {
+            drop(p); // Proc's drop kills (SIGKILL) and reaps
+        }
+    }
+
+    pub fn ping(&self, from: usize, to: usize) -> bool {
+        self.nodes[from].ns.ping6(&self.nodes[to].address)
+    }
+
+    /// Pairs (from, to) among `alive` that do not ping.
+    pub fn unreachable_pairs(&self, alive: &[usize]) -> Vec<(usize, usize)> {
+        let mut bad = Vec::new();
+        for &a in alive {
+            for &b in alive {
+                if a != b && !self.ping(a, b) {
+                    bad.push((a, b));
+                }
+            }
+        }
+        bad
+    }
+
+    /// `re6st-lite status --json` of node `i` (empty if it does not answer).
+    pub fn status_json(&self, i: usize) -> String {
+        let run = format!("run_dir={}", self.nodes[i].run_dir.display());
+        let out = Command::new(node_bin())
+            .args(["status", "--json", "-o", &run])
+            .output()
+            .expect("re6st-lite status");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn status_text(&self, i: usize) -> String {
+        let run = format!("run_dir={}", self.nodes[i].run_dir.display());
+        let out = Command::new(node_bin())
+            .args(["status", "-o", &run])
+            .output()
+            .expect("re6st-lite status");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Tunnels of node `i` that are up, from its status.
+    pub fn tunnels_up(&self, i: usize) -> usize {
+        self.status_json(i).matches(r#""state":"up""#).count()
+    }
+
+    /// Resident memory of node `i`'s process, in KiB.
+    pub fn rss_kib(&self, i: usize) -> Option<u64> {
+        let pid = self.nodes[i].proc.as_ref()?.pid();
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Bytes node `i` sent on its underlay link so far.
+    pub fn underlay_tx_bytes(&self, i: usize) -> u64 {
+        let n = &self.nodes[i];
+        let out = n.ns.output(
+            "cat",
+            &[&format!("/sys/class/net/{}/statistics/tx_bytes", n.dev)],
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+
+    /// Every node's log, for failure messages (the last lines of each).
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let text = std::fs::read_to_string(&n.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            s += &format!(
+                "--- node {i} ({}, {})\n{}\n",
+                n.prefix,
+                n.ip,
+                tail.join("\n")
+            );
+        }
+        s
+    }
+
+    pub fn log_of(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+}
+
+/// A veth from `ns` (given `addr`) to the hub's bridge; returns the name
+/// of the end inside `ns`.
+fn bridge_port(hub: &Netns, ns: &Netns, addr: &str) -> String {
+    let (inner, outer) = (crate::netns::unique("u"), crate::netns::unique("p"));
+    let ok = Command::new("ip")
+        .args([
+            "link", "add", &inner, "netns", &ns.name, "type", "veth", "peer", "name", &outer,
+            "netns", &hub.name,
+        ])
+        .status()
+        .expect("ip link add");
+    assert!(ok.success(), "veth for {}", ns.name);
+    hub.ip(&format!("link set {outer} master br0"));
+    hub.ip(&format!("link set {outer} up"));
+    ns.ip(&format!("addr add {addr} dev {inner}"));
+    ns.ip(&format!("link set {inner} up"));
+    inner
+}
+
+/// How long until `f` holds, polling every 200 ms up to `limit`.
+pub fn time_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    crate::netns::wait_until(limit, &mut f)
+}
