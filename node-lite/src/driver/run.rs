@@ -749,14 +749,31 @@ impl Node {
                         );
                         self.fib.insert(dst, src, tid);
                     }
-                    _ => {
-                        self.fib.remove(dst, src);
-                    }
+                    _ => self.unroute(dst, src),
                 }
             }
             RouteEvent::Removed { prefix, src_prefix } => {
                 debug!("route {} removed", net_of(&prefix));
-                self.fib.remove(net_of(&prefix), net_of(&src_prefix));
+                self.unroute(net_of(&prefix), net_of(&src_prefix));
+            }
+        }
+    }
+
+    /// Babel no longer routes `dst`: a tunnel peer's own subnet stays
+    /// reachable through its tunnel (its certificate proves it is there),
+    /// anything else is dropped from the table.
+    fn unroute(&mut self, dst: Ipv6Net, src: Ipv6Net) {
+        let direct = self
+            .peers
+            .iter()
+            .find(|(_, p)| p.subnet == dst && src.is_default())
+            .map(|(id, _)| *id);
+        match direct {
+            Some(id) => {
+                self.fib.insert(dst, src, id);
+            }
+            None => {
+                self.fib.remove(dst, src);
             }
         }
     }
@@ -786,6 +803,14 @@ impl Node {
                 };
                 info!("tunnel {id} to {subnet} at {addr} is up ({dir:?})");
                 self.tunnel_of.insert(link, id);
+                // Until Babel says otherwise, the peer's own subnet is one hop away.
+                if self
+                    .engine
+                    .installed_route(&babel_prefix(subnet), &BabelPrefix::DEFAULT)
+                    .is_none()
+                {
+                    self.fib.insert(subnet, Ipv6Net::DEFAULT, id);
+                }
                 self.peers.insert(
                     id,
                     Peer {
