@@ -153,6 +153,8 @@ impl Scene {
             peer.seen,
             self.logs()
         );
+        // The log line `assert_refused` looks for in vain does exist.
+        assert!(self.log("a.log").contains("is up"), "{}", self.logs());
     }
 }
 
