@@ -81,11 +81,7 @@ pub const COMMANDS: &[Command] = &[
     Command {
         name: "info",
         summary: "print the registration and prefix held in the state directory (offline)",
-        run: {
-            #[path = "info.rs"]
-            mod info;
-            info::command
-        },
+        run: crate::info::command,
     },
 ];
 

@@ -7,9 +7,6 @@
 //! POSIX shell can `eval` (values with characters outside
 //! `[A-Za-z0-9_./:@+,-]` are single-quoted), or one JSON object with `--json`.
 //!
-//! The module is declared inside its `COMMANDS` entry in `cli.rs`; its tests
-//! are in `node-lite/tests/info.rs`, which compiles this file again.
-//!
 //! Exit status: 0 whenever the directory could be examined (registered or
 //! not: read `registered`), 2 for a bad command line or config, 21 when the
 //! state directory cannot be read.
@@ -23,6 +20,7 @@ use registry_client::RENEW_PERIOD;
 
 use crate::cli::Failure;
 use crate::config::Source;
+use crate::json;
 
 const USAGE: &str = "\
 Usage: re6st-lite info [-c FILE] [-o NAME=VALUE]... [-d DIR] [--json]
@@ -37,7 +35,7 @@ seconds), expires (UTC), renew_from (UTC), expired (1/0).";
 
 /// One fact: a key and its value, typed for JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Value {
+enum Value {
     Text(String),
     Number(u64),
     Flag(bool),
@@ -45,7 +43,7 @@ pub(crate) enum Value {
 
 /// The facts, in output order.
 #[derive(Debug, Default)]
-pub(crate) struct Info(pub(crate) Vec<(&'static str, Value)>);
+struct Info(Vec<(&'static str, Value)>);
 
 impl Info {
     fn text(&mut self, k: &'static str, v: impl Into<String>) {
@@ -59,7 +57,7 @@ impl Info {
     }
 
     /// `key=value` lines, values quoted for the shell where needed.
-    pub(crate) fn to_lines(&self) -> String {
+    fn to_lines(&self) -> String {
         let mut s = String::new();
         for (k, v) in &self.0 {
             let v = match v {
@@ -73,17 +71,17 @@ impl Info {
     }
 
     /// One JSON object.
-    pub(crate) fn to_json(&self) -> String {
+    fn to_json(&self) -> String {
         let fields: Vec<String> = self
             .0
             .iter()
             .map(|(k, v)| {
                 let v = match v {
-                    Value::Text(t) => json_string(t),
+                    Value::Text(t) => json::string(t),
                     Value::Number(n) => n.to_string(),
                     Value::Flag(b) => b.to_string(),
                 };
-                format!("{}:{v}", json_string(k))
+                format!("{}:{v}", json::string(k))
             })
             .collect();
         format!("{{{}}}\n", fields.join(","))
@@ -92,7 +90,7 @@ impl Info {
 
 /// `s` as one shell word: bare if it is made of safe characters, else in
 /// single quotes (a quote inside becomes `'\''`).
-pub(crate) fn shell_quote(s: &str) -> String {
+fn shell_quote(s: &str) -> String {
     let safe = |c: char| c.is_ascii_alphanumeric() || "_./:@+,-".contains(c);
     if !s.is_empty() && s.chars().all(safe) {
         s.to_string()
@@ -101,26 +99,8 @@ pub(crate) fn shell_quote(s: &str) -> String {
     }
 }
 
-pub(crate) fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out += "\\\"",
-            '\\' => out += "\\\\",
-            '\n' => out += "\\n",
-            '\r' => out += "\\r",
-            '\t' => out += "\\t",
-            c if (c as u32) < 0x20 => out += &format!("\\u{:04x}", c as u32),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// Examine `dir` at time `now` (Unix seconds).
-pub(crate) fn examine(dir: &StateDir, now: u64) -> Result<Info, Failure> {
+fn examine(dir: &StateDir, now: u64) -> Result<Info, Failure> {
     let mut info = Info::default();
     info.text("state_dir", dir.dir().display().to_string());
     let loaded = dir
@@ -187,4 +167,176 @@ pub fn command(p: &mut lexopt::Parser) -> Result<(), Failure> {
         print!("{}", info.to_lines());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::exit;
+    use registry_client::state::{Loaded, StateDir};
+    use std::ffi::OsString;
+    use std::path::Path;
+    use std::path::PathBuf;
+
+    const TESTDATA: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../registry-client/src/testdata"
+    );
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("re6st-info-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// A state directory holding the registry capture's CA, certificate and key.
+    fn registered(tag: &str) -> PathBuf {
+        let d = tmpdir(tag);
+        for (from, to) in [
+            ("ca.crt", "ca.crt"),
+            ("node.crt", "cert.crt"),
+            ("node.key", "cert.key"),
+        ] {
+            std::fs::copy(Path::new(TESTDATA).join(from), d.join(to)).unwrap();
+        }
+        d
+    }
+
+    fn get<'a>(info: &'a Info, k: &str) -> Option<&'a Value> {
+        info.0.iter().find(|(n, _)| *n == k).map(|(_, v)| v)
+    }
+
+    fn text(v: &str) -> Option<Value> {
+        Some(Value::Text(v.into()))
+    }
+
+    #[test]
+    fn registered_directory() {
+        let d = registered("ok");
+        let dir = StateDir::new(&d);
+        let Loaded::Registered { id, .. } = dir.load(0).unwrap() else {
+            panic!("test state not registered");
+        };
+        let (not_before, not_after) = (id.cert.not_before(), id.cert.not_after());
+        let info = examine(&dir, not_before + 1).unwrap();
+        // The capture's network 2001:db8:42::/48 and node 1/20.
+        assert_eq!(get(&info, "registered"), Some(&Value::Flag(true)));
+        assert_eq!(get(&info, "state"), text("registered").as_ref());
+        assert_eq!(
+            get(&info, "prefix"),
+            text("2001:db8:42:0:1000::/68").as_ref()
+        );
+        assert_eq!(
+            get(&info, "address"),
+            text("2001:db8:42:0:1000::1").as_ref()
+        );
+        assert_eq!(get(&info, "network"), text("2001:db8:42::/48").as_ref());
+        assert_eq!(get(&info, "cn"), text("1/20").as_ref());
+        assert_eq!(get(&info, "not_after"), Some(&Value::Number(not_after)));
+        assert_eq!(get(&info, "expired"), Some(&Value::Flag(false)));
+        let lines = info.to_lines();
+        assert!(lines.starts_with(&format!("state_dir={}\nregistered=1\n", d.display())));
+        assert!(
+            lines.contains("\nprefix=2001:db8:42:0:1000::/68\n"),
+            "{lines}"
+        );
+        assert!(lines.contains("\nexpires='20"), "{lines}");
+        let json = info.to_json();
+        assert!(json.contains(
+            r#""registered":true,"state":"registered","prefix":"2001:db8:42:0:1000::/68""#
+        ));
+        assert!(
+            json.contains(&format!(r#""not_after":{not_after},"#)),
+            "{json}"
+        );
+
+        let later = examine(&dir, not_after + 1).unwrap();
+        assert_eq!(get(&later, "state"), text("expired").as_ref());
+        assert_eq!(get(&later, "registered"), Some(&Value::Flag(true)));
+        assert_eq!(get(&later, "expired"), Some(&Value::Flag(true)));
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn empty_missing_and_broken_directories() {
+        let d = tmpdir("empty");
+        let info = examine(&StateDir::new(&d), 0).unwrap();
+        assert_eq!(get(&info, "registered"), Some(&Value::Flag(false)));
+        assert_eq!(get(&info, "state"), text("none").as_ref());
+        assert_eq!(get(&info, "prefix"), None);
+        let missing = examine(&StateDir::new(d.join("nosuch")), 0).unwrap();
+        assert_eq!(get(&missing, "state"), text("none").as_ref());
+
+        // A certificate that is not for the key: present but unusable.
+        let b = registered("broken");
+        std::fs::copy(Path::new(TESTDATA).join("ca.crt"), b.join("cert.crt")).unwrap();
+        let info = examine(&StateDir::new(&b), 0).unwrap();
+        assert_eq!(get(&info, "registered"), Some(&Value::Flag(false)));
+        assert_eq!(get(&info, "state"), text("broken").as_ref());
+        let lines = info.to_lines();
+        assert!(lines.contains("\nerror='"), "{lines}");
+        std::fs::remove_dir_all(d).unwrap();
+        std::fs::remove_dir_all(b).unwrap();
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("2001:db8::/64"), "2001:db8::/64");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote("$(x)"), "'$(x)'");
+        assert_eq!(json::string("a\"b\\c\n\u{1}"), r#""a\"b\\c\n\u0001""#);
+    }
+
+    fn run(args: &[&str]) -> Result<(), crate::cli::Failure> {
+        crate::cli::main(args.iter().map(OsString::from))
+    }
+
+    /// This file's own copy of the command, called directly.
+    fn run_here(args: &[&str]) -> Result<(), crate::cli::Failure> {
+        command(&mut lexopt::Parser::from_args(args.iter().copied()))
+    }
+
+    #[test]
+    fn command_line() {
+        let d = registered("cli");
+        let cfg = d.join("re6st.conf");
+        std::fs::write(
+            &cfg,
+            format!("config node 'node'\n\toption state_dir '{}'\n", d.display()),
+        )
+        .unwrap();
+        let cfg = cfg.to_str().unwrap();
+        let dir = d.to_str().unwrap();
+        assert!(run(&["info", "-c", cfg]).is_ok());
+        assert!(run(&["info", "-c", cfg, "--json"]).is_ok());
+        assert!(run(&["info", "-d", dir]).is_ok());
+        assert!(run(&["info", "-o", &format!("state_dir={dir}")]).is_ok());
+        assert!(run(&["info", "--help"]).is_ok());
+        assert!(run_here(&["-d", dir, "--json"]).is_ok());
+        assert_eq!(run_here(&["extra"]).unwrap_err().code, exit::USAGE);
+        assert_eq!(run(&["info", "--bogus"]).unwrap_err().code, exit::USAGE);
+        assert_eq!(
+            run(&["info", "-o", "port=0"]).unwrap_err().code,
+            exit::USAGE
+        );
+        assert_eq!(
+            run(&["info", "-c", "/nonexistent/re6st"]).unwrap_err().code,
+            exit::USAGE
+        );
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn unreadable_directory_is_a_state_error() {
+        // A file where the directory should be: reading "ca.crt" under it fails.
+        let d = tmpdir("notdir");
+        let f = d.join("file");
+        std::fs::write(&f, b"x").unwrap();
+        let e = examine(&StateDir::new(&f), 0).unwrap_err();
+        assert_eq!(e.code, registry_client::error::exit::STATE, "{}", e.msg);
+        std::fs::remove_dir_all(d).unwrap();
+    }
 }

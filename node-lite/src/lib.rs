@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod driver;
 pub mod fib;
+pub mod info;
 pub mod ip;
 pub mod json;
 pub mod logger;
