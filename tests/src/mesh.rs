@@ -5,12 +5,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
-
-use registry_client::state::{Loaded, StateDir};
 
 use crate::netns::{Netns, Proc};
-use crate::registry::{node_bin, re6st_lite, Options, Registry, TempDir};
+use crate::registry::{identity, node_bin, register_anonymous, Options, Registry, TempDir};
 
 /// One node: its namespace, state and process.
 pub struct Node {
@@ -49,22 +46,9 @@ impl Mesh {
         let mut nodes = Vec::new();
         for i in 0..n {
             let dir = tmp.sub(&format!("n{i}"));
-            let d = dir.to_str().unwrap();
-            let run = re6st_lite(&[
-                "register",
-                "--registry",
-                &registry.url(),
-                "--anonymous",
-                "--dir",
-                d,
-            ]);
-            assert_eq!(run.code, 0, "register: {}", run.output());
-            let (address, prefix) = match StateDir::new(&dir).load(0).unwrap() {
-                Loaded::Registered { id, .. } => {
-                    (id.subnet.address().to_string(), id.subnet.to_string())
-                }
-                _ => panic!("{d} holds no identity"),
-            };
+            register_anonymous(&registry.url(), &dir);
+            let id = identity(&dir);
+            let (address, prefix) = (id.subnet.address().to_string(), id.subnet.to_string());
             let ns = Netns::new(&format!("n{i}"));
             let ip = format!("198.51.100.{}", i + 1);
             let dev = bridge_port(&hub, &ns, &format!("{ip}/24"));
@@ -234,9 +218,4 @@ fn bridge_port(hub: &Netns, ns: &Netns, addr: &str) -> String {
     ns.ip(&format!("addr add {addr} dev {inner}"));
     ns.ip(&format!("link set {inner} up"));
     inner
-}
-
-/// How long until `f` holds, polling every 200 ms up to `limit`.
-pub fn time_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    crate::netns::wait_until(limit, &mut f)
 }

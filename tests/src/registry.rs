@@ -54,6 +54,25 @@ pub fn node_bin() -> PathBuf {
     bin
 }
 
+/// Register a node anonymously with the registry at `url` into `dir`
+/// (`re6st-lite register`); panics unless it succeeds.
+pub fn register_anonymous(url: &str, dir: &Path) {
+    let d = dir.to_str().expect("UTF-8 path");
+    let run = re6st_lite(&["register", "--registry", url, "--anonymous", "--dir", d]);
+    assert_eq!(run.code, 0, "register: {}", run.output());
+}
+
+/// The identity a registered state directory holds; panics if none.
+pub fn identity(dir: &Path) -> registry_client::state::Identity {
+    match registry_client::state::StateDir::new(dir)
+        .load(0)
+        .expect("state dir")
+    {
+        registry_client::state::Loaded::Registered { id, .. } => *id,
+        _ => panic!("{} holds no identity", dir.display()),
+    }
+}
+
 /// A temporary directory removed on drop.
 pub struct TempDir(PathBuf);
 

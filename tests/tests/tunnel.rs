@@ -7,30 +7,19 @@ use std::path::Path;
 use std::time::Duration;
 
 use re6st_integration::netns::{veth, wait_until, Netns};
-use re6st_integration::registry::{node_bin, re6st_lite, Options, Registry, TempDir};
-use registry_client::state::{Loaded, StateDir};
-
-fn register(url: &str, dir: &Path) {
-    let d = dir.to_str().unwrap();
-    let run = re6st_lite(&["register", "--registry", url, "--anonymous", "--dir", d]);
-    assert_eq!(run.code, 0, "register: {}", run.output());
-}
-
-fn overlay_address(dir: &Path) -> String {
-    match StateDir::new(dir).load(0).unwrap() {
-        Loaded::Registered { id, .. } => id.subnet.address().to_string(),
-        _ => panic!("{} holds no identity", dir.display()),
-    }
-}
+use re6st_integration::registry::{
+    identity, node_bin, register_anonymous, Options, Registry, TempDir,
+};
 
 #[test]
 fn two_nodes_over_an_ipv4_veth() {
     let reg = Registry::start(Options::default());
     let tmp = TempDir::new("tunnel");
     let (dir_a, dir_b) = (tmp.sub("a"), tmp.sub("b"));
-    register(&reg.url(), &dir_a);
-    register(&reg.url(), &dir_b);
-    let (addr_a, addr_b) = (overlay_address(&dir_a), overlay_address(&dir_b));
+    register_anonymous(&reg.url(), &dir_a);
+    register_anonymous(&reg.url(), &dir_b);
+    let addr_a = identity(&dir_a).subnet.address().to_string();
+    let addr_b = identity(&dir_b).subnet.address().to_string();
 
     let a = Netns::new("a");
     let b = Netns::new("b");

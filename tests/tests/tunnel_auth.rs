@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use re6st_integration::adversary::{echo_request, is_echo_reply, mint_cert, Seen, TunnelPeer};
 use re6st_integration::netns::{veth, wait_until, Netns, Proc};
-use re6st_integration::registry::{node_bin, re6st_lite, Options, Registry, TempDir};
+use re6st_integration::registry::{
+    identity, node_bin, register_anonymous, Options, Registry, TempDir,
+};
 use registry_client::state::{Loaded, StateDir};
 
 /// The nodes' UDP port (the `port` default).
@@ -21,19 +23,6 @@ const PORT: u16 = 1194;
 /// How long the bad node gets to try: the legit pair in `tunnel.rs` is up
 /// in well under a second, and handshakes are retried after 1, 2, 4 s.
 const TRY_FOR: Duration = Duration::from_secs(8);
-
-fn register(url: &str, dir: &Path) {
-    let d = dir.to_str().unwrap();
-    let run = re6st_lite(&["register", "--registry", url, "--anonymous", "--dir", d]);
-    assert_eq!(run.code, 0, "register: {}", run.output());
-}
-
-fn identity(dir: &Path) -> registry_client::state::Identity {
-    match StateDir::new(dir).load(0).unwrap() {
-        Loaded::Registered { id, .. } => *id,
-        _ => panic!("{} holds no identity", dir.display()),
-    }
-}
 
 fn overlay_address(dir: &Path) -> Ipv6Addr {
     identity(dir).subnet.address()
@@ -169,11 +158,11 @@ fn certificate_from_another_ca_is_refused() {
     let other = Registry::start(Options::default());
     let mut s = Scene::new("auth-ca");
     let (dir_o, dir_filler, dir_s) = (s.tmp.sub("o"), s.tmp.sub("filler"), s.tmp.sub("s"));
-    register(&reg.url(), &s.dir_a);
-    register(&reg.url(), &dir_s);
+    register_anonymous(&reg.url(), &s.dir_a);
+    register_anonymous(&reg.url(), &dir_s);
     // The other registry's first node would get A's prefix: take it first.
-    register(&other.url(), &dir_filler);
-    register(&other.url(), &dir_o);
+    register_anonymous(&other.url(), &dir_filler);
+    register_anonymous(&other.url(), &dir_o);
     let addr_o = overlay_address(&dir_o);
     assert_ne!(addr_o, overlay_address(&s.dir_a));
 
@@ -221,8 +210,8 @@ fn expired_certificate_is_refused() {
     let reg = Registry::start(Options::default());
     let mut s = Scene::new("auth-exp");
     let dir_e = s.tmp.sub("e");
-    register(&reg.url(), &s.dir_a);
-    register(&reg.url(), &dir_e);
+    register_anonymous(&reg.url(), &s.dir_a);
+    register_anonymous(&reg.url(), &dir_e);
     let good = read(&dir_e.join("cert.crt"));
     let expired = s.tmp.path().join("expired.crt");
     mint_cert(
@@ -256,7 +245,7 @@ fn revoked_certificate_is_refused() {
     let reg = Registry::start(Options::default());
     let mut s = Scene::new("auth-rev");
     let (dir_r, dir_g) = (s.tmp.sub("r"), s.tmp.sub("g"));
-    register(&reg.url(), &dir_r);
+    register_anonymous(&reg.url(), &dir_r);
     let serial = identity(&dir_r).cert.serial_u64().expect("serial");
     assert_eq!(
         reg.get(&format!("/revoke?cn_or_serial={serial}")).0,
@@ -265,8 +254,8 @@ fn revoked_certificate_is_refused() {
         reg.log()
     );
     // Registered after the revocation: their cached network config has it.
-    register(&reg.url(), &s.dir_a);
-    register(&reg.url(), &dir_g);
+    register_anonymous(&reg.url(), &s.dir_a);
+    register_anonymous(&reg.url(), &dir_g);
     let id_a = identity(&s.dir_a);
     let crl = StateDir::new(&s.dir_a)
         .network_config(&id_a)

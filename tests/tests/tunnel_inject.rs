@@ -14,23 +14,11 @@ use std::time::Duration;
 
 use re6st_integration::adversary::{Dir, UdpProxy};
 use re6st_integration::netns::{veth, wait_until, Netns};
-use re6st_integration::registry::{node_bin, re6st_lite, Options, Registry, TempDir};
-use registry_client::state::{Loaded, StateDir};
+use re6st_integration::registry::{
+    identity, node_bin, register_anonymous, Options, Registry, TempDir,
+};
 
 const PORT: u16 = 1194;
-
-fn register(url: &str, dir: &Path) {
-    let d = dir.to_str().unwrap();
-    let run = re6st_lite(&["register", "--registry", url, "--anonymous", "--dir", d]);
-    assert_eq!(run.code, 0, "register: {}", run.output());
-}
-
-fn overlay_address(dir: &Path) -> String {
-    match StateDir::new(dir).load(0).unwrap() {
-        Loaded::Registered { id, .. } => id.subnet.address().to_string(),
-        _ => panic!("{} holds no identity", dir.display()),
-    }
-}
 
 /// Lines of `log` about dropped datagrams that contain `what`.
 fn drops(log: &str, what: &str) -> usize {
@@ -83,9 +71,10 @@ fn injected_datagrams_are_dropped_and_the_tunnel_keeps_working() {
     let reg = Registry::start(Options::default());
     let tmp = TempDir::new("inject");
     let (dir_a, dir_b) = (tmp.sub("a"), tmp.sub("b"));
-    register(&reg.url(), &dir_a);
-    register(&reg.url(), &dir_b);
-    let (addr_a, addr_b) = (overlay_address(&dir_a), overlay_address(&dir_b));
+    register_anonymous(&reg.url(), &dir_a);
+    register_anonymous(&reg.url(), &dir_b);
+    let addr_a = identity(&dir_a).subnet.address().to_string();
+    let addr_b = identity(&dir_b).subnet.address().to_string();
 
     // A (192.0.2.1) — relay (192.0.2.2 | 198.51.100.1) — B (198.51.100.2).
     let a = Netns::new("a");
