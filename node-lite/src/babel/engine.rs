@@ -212,10 +212,6 @@ fn time_us(t: Instant) -> u32 {
     (t.as_millis().wrapping_mul(1000)) as u32
 }
 
-fn is_link_local(a: &Ipv6Addr) -> bool {
-    a.segments()[0] & 0xffc0 == 0xfe80
-}
-
 /// Prefixes no one may route ([RFC 8966 §3.5.3] leaves it to the implementation;
 /// these are babeld's): multicast, link-local, loopback, unspecified.
 fn martian(p: &Prefix) -> bool {
@@ -1774,7 +1770,9 @@ impl Engine {
         bytes: &[u8],
     ) {
         self.stats.packets_in += 1;
-        if !self.links.get(link.0).is_some_and(Option::is_some) || !is_link_local(from.ip()) {
+        if !self.links.get(link.0).is_some_and(Option::is_some)
+            || !from.ip().is_unicast_link_local()
+        {
             self.stats.packets_dropped += 1;
             return;
         }

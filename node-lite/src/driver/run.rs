@@ -458,8 +458,11 @@ async fn run(config: Config) -> Result<(), Failure> {
     let mut buf6 = vec![0u8; BUF_LEN];
     let mut out = vec![0u8; BUF_LEN + wire::DATA_OVERHEAD];
     loop {
+        // Timers only when one is due: every packet is a turn of this loop.
         let t = now();
-        node.on_timers(t, &mut out).await;
+        if t >= node.next_wake() {
+            node.on_timers(t, &mut out).await;
+        }
         let wake = node.next_wake().millis_since(now()).max(1);
         let mut tun_ready = false;
         tokio::select! {
@@ -964,7 +967,7 @@ impl Node {
             p.counters.rx_bytes += packet.len() as u64;
         }
         let (src, dst) = (h.src(), h.dst());
-        if dst.is_multicast() || is_link_local(dst) {
+        if dst.is_multicast() || dst.is_unicast_link_local() {
             // The peer itself speaking: Babel, or how it sees us.
             self.on_link_message(tid, packet).await;
             return;
@@ -1037,10 +1040,6 @@ impl Node {
             _ => {}
         }
     }
-}
-
-fn is_link_local(a: Ipv6Addr) -> bool {
-    a.segments()[0] & 0xffc0 == 0xfe80
 }
 
 impl Node {
