@@ -166,11 +166,19 @@ fn ten_node_mesh() {
     let rejoined = wait_until(Duration::from_secs(60), || {
         rest.iter().filter(|&&j| j != 5).all(|&j| m.ping(5, j))
     });
-    assert!(
-        rejoined.is_some(),
-        "node 5 did not rejoin from its cache\n{}",
-        m.logs()
-    );
+    if rejoined.is_none() {
+        let lost: Vec<usize> = rest
+            .iter()
+            .copied()
+            .filter(|&j| j != 5 && !m.ping(5, j))
+            .collect();
+        let far = lost.first().map_or(String::new(), |&j| m.status_text(j));
+        panic!(
+            "node 5 did not rejoin from its cache: no ping to {lost:?}\n{}\n{far}\n{}",
+            m.status_text(5),
+            m.logs()
+        );
+    }
     println!(
         "node 5 rejoined from its peer cache {:.1} s after restart",
         back.elapsed().as_secs_f64()

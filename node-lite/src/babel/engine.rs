@@ -254,6 +254,13 @@ impl Engine {
         self.seqno
     }
 
+    /// Carry on after the seqno a previous run last used, as babeld does with
+    /// its state file: neighbours remember that seqno, and anything older looks
+    /// stale to them until their source entries expire minutes later.
+    pub fn resume_seqno(&mut self, last: SeqNo) {
+        self.seqno = last.plus(1);
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
@@ -975,6 +982,10 @@ impl Engine {
             return;
         };
         let feasible = self.sources[s].feasible(now, seqno, refmetric);
+        eprintln!(
+            "DBG {:?} upd {prefix:?} seqno {:?} refm {refmetric} src ({:?},{}) feasible {feasible}",
+            self.cfg.router_id, seqno, self.sources[s].seqno, self.sources[s].metric
+        );
         let cost = self.neighbour_cost(now, n);
         let metric = (refmetric as u32 + cost as u32).min(INFINITY as u32) as u16;
         if let Some(r) = existing {

@@ -765,3 +765,47 @@ fn a_new_tunnel_routes_within_seconds_with_an_early_second_hello() {
         .expect("no route");
     assert!(t <= 6000, "took {t} ms");
 }
+
+/// On a line 0 - 1 - 2, node 2 retracts its prefix, stays down for 30 s (the
+/// others flush the retracted route but remember its source), and restarts as
+/// a new engine with the same router id, its seqno from `seqno(old)`; returns
+/// how long node 0 takes to route to it again (ms), if it does within a minute.
+fn restart_and_reroute(seqno: impl Fn(SeqNo) -> SeqNo) -> Option<u64> {
+    let mut s = Sim::new(3, None);
+    s.connect(&[0, 1], LinkKind::Wired, HELLO, 1);
+    let w = s.connect(&[1, 2], LinkKind::Wired, HELLO, 1);
+    s.run_for(20);
+    assert!(s.route(0, own(2)).is_some());
+    let now = s.now;
+    s.nodes[2].withdraw(now, own(2), Prefix::DEFAULT);
+    s.run_until(5, |s| s.route(0, own(2)).is_none())
+        .expect("withdrawal not propagated");
+    s.wires[w].up = false;
+    s.run_for(30);
+    s.wires[w].up = true;
+    let now = s.now;
+
+    let old = s.nodes[2].seqno();
+    let mut e = Engine::new(EngineConfig::new(rid(2), 0xfe11), now);
+    e.resume_seqno(seqno(old));
+    e.originate(now, own(2), Prefix::DEFAULT);
+    let local = s.addr_of(2, w);
+    let cfg = LinkConfig::new(LinkKind::Wired, local).with_hello_interval_ms(HELLO);
+    let link = e.add_link(now, cfg).unwrap();
+    s.nodes[2] = e;
+    s.wires[w].ends.iter_mut().find(|x| x.0 == 2).unwrap().1 = link;
+    s.run_until(60, |s| s.route(0, own(2)).is_some())
+}
+
+#[test]
+fn a_restarted_node_that_resumes_its_seqno_is_routed_at_once() {
+    // `resume_seqno` takes the last seqno used; the state file holds it.
+    let t = restart_and_reroute(|old| old).expect("not routed after a restart");
+    assert!(t <= 5000, "routed after {t} ms");
+    // Without it, a seqno far behind the remembered one is ignored as stale
+    // (babeld does the same): this is why the driver keeps it on disk.
+    assert_eq!(
+        restart_and_reroute(|old| old.plus(0u16.wrapping_sub(300))),
+        None
+    );
+}

@@ -34,7 +34,7 @@ use crate::babel::mac::{MacAlgorithm, MacKey};
 use crate::babel::wire::INFINITY;
 use crate::babel::{
     Engine, EngineConfig, LinkConfig, LinkId, LinkKind, MacConfig, Prefix as BabelPrefix,
-    RouteEvent, RouterId,
+    RouteEvent, RouterId, SeqNo,
 };
 use crate::cli::Failure;
 use crate::config::Config;
@@ -216,6 +216,8 @@ struct Node {
     cache: PeerCache,
     cache_dirty: bool,
     cache_saved: Instant,
+    /// The Babel seqno last written to the state directory.
+    seqno_saved: Option<SeqNo>,
     /// Our underlay addresses as peers report them, newest first.
     own_addrs: Vec<SocketAddr>,
     /// Address requests in flight: node address -> its prefix.
@@ -397,6 +399,9 @@ async fn run(config: Config) -> Result<(), Failure> {
     ecfg.limits.routes = config.max_routes as usize;
     ecfg.limits.links = config.max_tunnels as usize + config.babel_interfaces.len() + 1;
     let mut engine = Engine::new(ecfg, t0);
+    if let Some(last) = load_seqno(&state) {
+        engine.resume_seqno(last);
+    }
     engine.originate(t0, babel_prefix(subnet), BabelPrefix::DEFAULT);
 
     let cache = PeerCache::load(&state, config.peer_cache as usize);
@@ -439,6 +444,7 @@ async fn run(config: Config) -> Result<(), Failure> {
         cache,
         cache_dirty: false,
         cache_saved: t0,
+        seqno_saved: None,
         own_addrs: Vec::new(),
         asked: HashMap::new(),
         registry,
@@ -737,6 +743,15 @@ impl Node {
         }
         while let Some(ev) = self.engine.poll_event() {
             self.on_route_event(ev);
+        }
+        // Rare (a seqno request for our prefix), and a crash must not lose it.
+        let seqno = self.engine.seqno();
+        if self.seqno_saved != Some(seqno) {
+            self.seqno_saved = Some(seqno);
+            let text = format!("{}\n", seqno.0);
+            if let Err(e) = self.state.write_atomic(SEQNO_FILE, text.as_bytes(), 0o644) {
+                warn!("babel seqno: {e}");
+            }
         }
     }
 
@@ -1040,6 +1055,19 @@ impl Node {
             _ => {}
         }
     }
+}
+
+/// Where the node's Babel seqno survives restarts.
+const SEQNO_FILE: &str = "babel-seqno";
+
+fn load_seqno(state: &StateDir) -> Option<SeqNo> {
+    let raw = state.read(SEQNO_FILE).ok()??;
+    std::str::from_utf8(&raw)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .map(SeqNo)
 }
 
 impl Node {
