@@ -119,7 +119,7 @@ fn help() -> String {
 /// Parse the command line and run the chosen command.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> Result<(), Failure> {
     let mut p = lexopt::Parser::from_args(args);
-    let mut level = log::LevelFilter::Info;
+    let mut level = None;
     while let Some(arg) = p.next()? {
         match arg {
             Short('h') | Long("help") => {
@@ -132,8 +132,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> Result<(), Failure> {
             }
             Long("log-level") => {
                 let v = p.value()?.string()?;
-                level = crate::logger::parse_level(&v)
-                    .ok_or_else(|| Failure::new(exit::USAGE, format!("unknown log level {v:?}")))?;
+                level = Some(crate::logger::parse_level(&v).ok_or_else(|| {
+                    Failure::new(exit::USAGE, format!("unknown log level {v:?}"))
+                })?);
             }
             Value(name) => {
                 let name = name.string()?;
@@ -143,7 +144,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> Result<(), Failure> {
                         format!("unknown command {name:?} (try --help)"),
                     )
                 })?;
-                crate::logger::init(level);
+                crate::logger::init(level.unwrap_or(log::LevelFilter::Info), level.is_some());
                 return (cmd.run)(&mut p);
             }
             _ => return Err(arg.unexpected().into()),

@@ -3,6 +3,7 @@
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 struct StderrLogger;
 
@@ -32,10 +33,22 @@ impl Log for StderrLogger {
     fn flush(&self) {}
 }
 
+/// `--log-level` was given: it wins over the config file's `log_level`.
+static EXPLICIT: AtomicBool = AtomicBool::new(false);
+
 /// Install the logger once; later calls only change the level.
-pub fn init(level: LevelFilter) {
+/// `explicit`: the level comes from the command line.
+pub fn init(level: LevelFilter, explicit: bool) {
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(level);
+    EXPLICIT.store(explicit, Ordering::Relaxed);
+}
+
+/// The config file's level, unless the command line set one.
+pub fn configured(level: LevelFilter) {
+    if !EXPLICIT.load(Ordering::Relaxed) {
+        log::set_max_level(level);
+    }
 }
 
 /// Parse a level name as used in the config file and on the command line.

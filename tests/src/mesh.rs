@@ -37,39 +37,7 @@ impl Mesh {
     /// to the bridge and start them; node i > 0 knows the addresses of
     /// node 0 and node i - 1.
     pub fn start(n: usize, opts: Options) -> Mesh {
-        assert!(n < 250);
-        let registry = Registry::start(opts);
-        let tmp = TempDir::new("mesh");
-        let hub = Netns::new("hub");
-        hub.ip("link add br0 type bridge");
-        hub.ip("link set br0 up");
-        let mut nodes = Vec::new();
-        for i in 0..n {
-            let dir = tmp.sub(&format!("n{i}"));
-            register_anonymous(&registry.url(), &dir);
-            let id = identity(&dir);
-            let (address, prefix) = (id.subnet.address().to_string(), id.subnet.to_string());
-            let ns = Netns::new(&format!("n{i}"));
-            let ip = format!("198.51.100.{}", i + 1);
-            let dev = bridge_port(&hub, &ns, &format!("{ip}/24"));
-            nodes.push(Node {
-                ns,
-                run_dir: tmp.sub(&format!("run{i}")),
-                dir,
-                ip,
-                address,
-                prefix,
-                proc: None,
-                log: tmp.path().join(format!("n{i}.log")),
-                dev,
-            });
-        }
-        let mut m = Mesh {
-            nodes,
-            registry,
-            hub,
-            tmp,
-        };
+        let mut m = Mesh::register(n, opts);
         for i in 0..n {
             // Node 0 and the previous node: one node alone could not take
             // everyone (max_clients), as on a real network.
@@ -84,8 +52,61 @@ impl Mesh {
         m
     }
 
+    /// Register `n` nodes with a registry started with `opts` and wire them
+    /// to the bridge; none is started.
+    pub fn register(n: usize, opts: Options) -> Mesh {
+        assert!(n < 250);
+        let registry = Registry::start(opts);
+        let tmp = TempDir::new("mesh");
+        let hub = Netns::new("hub");
+        hub.ip("link add br0 type bridge");
+        hub.ip("link set br0 up");
+        let mut m = Mesh {
+            nodes: Vec::new(),
+            registry,
+            hub,
+            tmp,
+        };
+        let url = m.registry.url();
+        for _ in 0..n {
+            m.add_node(&url);
+        }
+        m
+    }
+
+    /// Register one more node with the registry at `url` (possibly another
+    /// network's) and wire it to the bridge; returns its index.
+    pub fn add_node(&mut self, url: &str) -> usize {
+        let i = self.nodes.len();
+        let dir = self.tmp.sub(&format!("n{i}"));
+        register_anonymous(url, &dir);
+        let id = identity(&dir);
+        let (address, prefix) = (id.subnet.address().to_string(), id.subnet.to_string());
+        let ns = Netns::new(&format!("n{i}"));
+        let ip = format!("198.51.100.{}", i + 1);
+        let dev = bridge_port(&self.hub, &ns, &format!("{ip}/24"));
+        self.nodes.push(Node {
+            ns,
+            run_dir: self.tmp.sub(&format!("run{i}")),
+            dir,
+            ip,
+            address,
+            prefix,
+            proc: None,
+            log: self.tmp.path().join(format!("n{i}.log")),
+            dev,
+        });
+        i
+    }
+
     /// Start node `i` with these bootstrap peers.
     pub fn spawn(&mut self, i: usize, peers: &[String]) {
+        self.spawn_with(i, peers, &[]);
+    }
+
+    /// Start node `i` with these bootstrap peers and extra `key=value`
+    /// options.
+    pub fn spawn_with(&mut self, i: usize, peers: &[String], options: &[String]) {
         let n = &mut self.nodes[i];
         let state = format!("state_dir={}", n.dir.display());
         let run = format!("run_dir={}", n.run_dir.display());
@@ -98,9 +119,10 @@ impl Mesh {
             "-o".into(),
             run,
         ];
-        for p in peers {
+        let peers = peers.iter().map(|p| format!("peer={p}"));
+        for o in peers.chain(options.iter().cloned()) {
             args.push("-o".into());
-            args.push(format!("peer={p}"));
+            args.push(o);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         n.proc = Some(n.ns.spawn(node_bin(), &args, &n.log));
@@ -115,6 +137,14 @@ impl Mesh {
 
     pub fn ping(&self, from: usize, to: usize) -> bool {
         self.nodes[from].ns.ping6(&self.nodes[to].address)
+    }
+
+    /// Every pair among `alive` pings; stops at the first that does not (a
+    /// failed ping costs a second).
+    pub fn all_ping(&self, alive: &[usize]) -> bool {
+        alive
+            .iter()
+            .all(|&a| alive.iter().all(|&b| a == b || self.ping(a, b)))
     }
 
     /// Pairs (from, to) among `alive` that do not ping.

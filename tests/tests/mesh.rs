@@ -39,9 +39,7 @@ fn ten_node_mesh() {
     let all: Vec<usize> = (0..N).collect();
 
     // 1. Full reachability from one bootstrap address.
-    let full = wait_until(Duration::from_secs(90), || {
-        m.unreachable_pairs(&all).is_empty()
-    });
+    let full = wait_until(Duration::from_secs(90), || m.all_ping(&all));
     let full = full
         .unwrap_or_else(|| panic!("unreachable: {:?}\n{}", m.unreachable_pairs(&all), m.logs()));
     println!(
@@ -137,9 +135,7 @@ fn ten_node_mesh() {
     m.kill(0);
     let killed = Instant::now();
     let rest: Vec<usize> = (1..N).collect();
-    let rerouted = wait_until(Duration::from_secs(60), || {
-        m.unreachable_pairs(&rest).is_empty()
-    });
+    let rerouted = wait_until(Duration::from_secs(60), || m.all_ping(&rest));
     let rerouted = rerouted.unwrap_or_else(|| {
         panic!(
             "after node 0 died: {:?}\n{}",

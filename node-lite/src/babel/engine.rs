@@ -982,10 +982,6 @@ impl Engine {
             return;
         };
         let feasible = self.sources[s].feasible(now, seqno, refmetric);
-        eprintln!(
-            "DBG {:?} upd {prefix:?} seqno {:?} refm {refmetric} src ({:?},{}) feasible {feasible}",
-            self.cfg.router_id, seqno, self.sources[s].seqno, self.sources[s].metric
-        );
         let cost = self.neighbour_cost(now, n);
         let metric = (refmetric as u32 + cost as u32).min(INFINITY as u32) as u16;
         if let Some(r) = existing {
@@ -1856,10 +1852,17 @@ impl Engine {
                         nb.hello_rtt_receive_time = Some(now);
                         have_hello_rtt = true;
                     }
+                    // Its first two Hellos: it needs two of ours as well before
+                    // 2-out-of-3 gives us a cost on its side, so send them soon
+                    // (a burst of two per appearance, never a storm).
+                    let fresh = newish || hist.reach & 0xFC00 == 0x8000;
                     self.update_neighbour_metric(now, n, changed);
                     if newish {
                         self.send_ihu(now, n);
                         self.queue_neighbour(now, n, Out::RouteRequest(None), 10);
+                    }
+                    if fresh {
+                        self.hello_soon(link, now.add_millis(100));
                     }
                     if interval > 0 {
                         self.schedule_neighbours_check(now, interval as u64 * 15);

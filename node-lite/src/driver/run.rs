@@ -28,6 +28,7 @@ use tokio::net::UdpSocket;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+use super::lan_babel::{self, Lan, Received};
 use super::netlink::{Netlink, Route};
 use super::tun::Tun;
 use crate::babel::mac::{MacAlgorithm, MacKey};
@@ -41,12 +42,13 @@ use crate::config::Config;
 use crate::fib::Fib;
 use crate::ip::{self, Header, Udp};
 use crate::json::{self, Object};
+use crate::mesh::beacon::{Beacon, Discovery, Verdict};
 use crate::mesh::cache::PeerCache;
 use crate::mesh::ctl;
 use crate::mesh::manager::{Action as MeshAction, Dir, Manager, Policy, State as MeshState};
 use crate::net::Ipv6Net;
 use crate::time::Instant;
-use crate::tunnel::auth::{CaAuthority, Identity as TunnelIdentity};
+use crate::tunnel::auth::{Authority, CaAuthority, Identity as TunnelIdentity};
 use crate::tunnel::{self, wire, Action, Endpoint, Event, Role, TunnelId};
 
 /// Exit code: no usable certificate in the state directory.
@@ -95,7 +97,7 @@ pub fn command(p: &mut lexopt::Parser) -> Result<(), Failure> {
         }
     }
     let config = source.load()?;
-    log::set_max_level(config.log_level);
+    crate::logger::configured(config.log_level);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -191,6 +193,9 @@ const BABEL_GROUP: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 6);
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 /// Cost multiplier that drains a retiring tunnel (re6st's soft lock).
 const DRAIN_MULTIPLIER: u16 = 4096;
+/// A LAN interface not ready at start (down, no link-local address yet) is
+/// tried again this often.
+const LAN_RETRY_MS: u64 = 5_000;
 
 struct Node {
     endpoint: Endpoint<CaAuthority>,
@@ -202,6 +207,24 @@ struct Node {
     /// Template for new tunnel links (hello interval, RTT parameters).
     link_template: LinkConfig,
     tun: AsyncFd<Tun>,
+    tun_index: u32,
+    nl: Netlink,
+    /// Kernel routes Babel asked for beyond the network's route to the TUN
+    /// device: LAN next hops, source-specific and outside routes.
+    kroutes: HashMap<(Ipv6Net, Ipv6Net), Route>,
+    lans: Vec<Lan>,
+    /// `babel_interface`s not open yet, retried every LAN_RETRY_MS.
+    lan_pending: Vec<String>,
+    lan_retry: Instant,
+    lan_tx: mpsc::UnboundedSender<Received>,
+    discovery: Discovery,
+    /// Our beacon, made once.
+    beacon: Vec<u8>,
+    /// Early Hellos for LAN newcomers: (link, when).
+    lan_hellos: Vec<(LinkId, Instant)>,
+    /// The network has Babel MAC keys: they, not beacons, vouch for LAN
+    /// neighbours (so stock babeld with the keys can join).
+    babel_mac: bool,
     udp4: Option<UdpSocket>,
     udp6: Option<UdpSocket>,
     /// Network bits (from the CA) and as a prefix.
@@ -332,6 +355,13 @@ async fn run(config: Config) -> Result<(), Failure> {
 
     let identity = TunnelIdentity::new(id.cert.der().to_vec(), &id.key, tunnel::os_seed())
         .map_err(|e| setup_error("tunnel identity", e))?;
+    let beacon = Beacon {
+        port: config.port,
+        static_pub: *identity.static_public(),
+        cert: identity.cert_der(),
+        signature: identity.signature(),
+    }
+    .encode();
     let mut tconf = tunnel::Config::default();
     if let Some(n) = &netconf {
         tconf.max_clients = (n.max_clients as usize).min(config.max_tunnels as usize);
@@ -398,11 +428,25 @@ async fn run(config: Config) -> Result<(), Failure> {
     ecfg.mac = mac_config(netconf.as_ref());
     ecfg.limits.routes = config.max_routes as usize;
     ecfg.limits.links = config.max_tunnels as usize + config.babel_interfaces.len() + 1;
+    let babel_mac = ecfg.mac.sign.is_some();
     let mut engine = Engine::new(ecfg, t0);
     if let Some(last) = load_seqno(&state) {
         engine.resume_seqno(last);
     }
     engine.originate(t0, babel_prefix(subnet), BabelPrefix::DEFAULT);
+    if config.gateway {
+        // Only for sources inside the network (RFC 9079): hosts with native
+        // IPv6 keep their own default route.
+        engine.originate(t0, BabelPrefix::DEFAULT, babel_prefix(network));
+        info!("gateway: announcing ::/0 from {network}");
+    }
+    if config.gateway || !config.babel_interfaces.is_empty() {
+        // Packets between LAN neighbours, tunnels and the outside pass
+        // through the kernel.
+        if let Err(e) = std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1") {
+            warn!("enabling IPv6 forwarding: {e}");
+        }
+    }
 
     let cache = PeerCache::load(&state, config.peer_cache as usize);
     info!("peer cache: {} peers", cache.len());
@@ -413,6 +457,7 @@ async fn run(config: Config) -> Result<(), Failure> {
         t0,
         seed.rotate_left(17),
     );
+    let (lan_tx, mut lan_rx) = mpsc::unbounded_channel();
     let (tx, mut registry_rx) = mpsc::unbounded_channel();
     let registry = config.registry.clone().map(|url| RegistryLink {
         url,
@@ -431,6 +476,17 @@ async fn run(config: Config) -> Result<(), Failure> {
         tunnel_of: HashMap::new(),
         link_template: link_template(link_local, netconf.as_ref()),
         tun: tun.into_async().map_err(|e| setup_error("TUN device", e))?,
+        tun_index: index,
+        nl,
+        kroutes: HashMap::new(),
+        lans: Vec::new(),
+        lan_pending: config.babel_interfaces.clone(),
+        lan_retry: t0,
+        lan_tx,
+        discovery: Discovery::new(t0),
+        beacon,
+        lan_hellos: Vec::new(),
+        babel_mac,
         udp4: udp4.ok(),
         udp6: udp6.ok(),
         network_bits: id.subnet.network,
@@ -490,6 +546,7 @@ async fn run(config: Config) -> Result<(), Failure> {
                 }
             }
             Some(r) = registry_rx.recv() => node.on_registry(now(), r),
+            Some(r) = lan_rx.recv() => node.on_lan(r).await,
             Ok((stream, _)) = status.accept() => node.answer_status(stream).await,
             _ = tokio::time::sleep(Duration::from_millis(wake)) => {}
             _ = hup.recv() => {
@@ -525,6 +582,10 @@ async fn run(config: Config) -> Result<(), Failure> {
     }
     node.flush(&mut out).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let nl = &mut node.nl;
+    for (_, r) in node.kroutes.drain() {
+        let _ = nl.del_route(&r);
+    }
     let _ = nl.del_route(&Route::dev(network, index));
     let _ = nl.del_address(index, address, 128);
     let _ = std::fs::remove_file(super::status::socket_path(&config.run_dir));
@@ -558,6 +619,15 @@ impl Node {
         if self.cache_dirty {
             t = t.min(self.cache_saved.add_millis(CACHE_SAVE_MS));
         }
+        if !self.lans.is_empty() {
+            t = t.min(self.discovery.poll_timeout());
+        }
+        if !self.lan_pending.is_empty() {
+            t = t.min(self.lan_retry);
+        }
+        for &(_, at) in &self.lan_hellos {
+            t = t.min(at);
+        }
         t
     }
 
@@ -581,7 +651,120 @@ impl Node {
         if self.cache_dirty && t.millis_since(self.cache_saved) >= CACHE_SAVE_MS {
             self.save_cache();
         }
+        if !self.lan_pending.is_empty() && t >= self.lan_retry {
+            self.lan_retry = t.add_millis(LAN_RETRY_MS);
+            self.open_lans(t);
+        }
+        let engine = &mut self.engine;
+        self.lan_hellos.retain(|&(link, at)| {
+            if at > t {
+                return true;
+            }
+            engine.hello_soon(link, t);
+            false
+        });
+        if !self.lans.is_empty() && self.discovery.handle_timeout(t) {
+            for lan in &self.lans {
+                lan.send_beacon(&self.beacon).await;
+            }
+        }
         self.flush(out).await;
+    }
+
+    /// Open the `babel_interface`s that are ready: up, with a link-local
+    /// address. The others stay pending.
+    fn open_lans(&mut self, t: Instant) {
+        let pending = std::mem::take(&mut self.lan_pending);
+        for name in pending {
+            let ready = self.nl.link_index(&name).ok().and_then(|index| {
+                let _ = self.nl.set_link(index, true, None);
+                Some((index, lan_babel::link_local(index)?))
+            });
+            let Some((index, local)) = ready else {
+                debug!("babel_interface {name}: not ready yet");
+                self.lan_pending.push(name);
+                continue;
+            };
+            let Some(link) = self
+                .engine
+                .add_link(t, LinkConfig::new(LinkKind::Wired, local))
+            else {
+                warn!("babel_interface {name}: Babel link table full");
+                continue;
+            };
+            match Lan::open(&name, index, local, link, &self.lan_tx) {
+                Ok(lan) => {
+                    info!("babel on {name} ({local})");
+                    self.lans.push(lan);
+                    // A new interface announces us at once.
+                    self.discovery = Discovery::new(t);
+                }
+                Err(e) => {
+                    warn!("babel_interface {name}: {e}");
+                    self.engine.remove_link(t, link);
+                    self.lan_pending.push(name);
+                }
+            }
+        }
+    }
+
+    /// A Babel packet or a beacon from a LAN interface.
+    async fn on_lan(&mut self, r: Received) {
+        let t = now();
+        match r {
+            Received::Babel {
+                index,
+                from,
+                to,
+                bytes,
+            } => {
+                let Some(lan) = self.lans.iter().find(|l| l.index == index) else {
+                    return;
+                };
+                if *from.ip() == lan.local {
+                    return;
+                }
+                if !self.babel_mac && !self.discovery.trusted(index, *from.ip()) {
+                    self.dropped += 1;
+                    return;
+                }
+                let from = SocketAddrV6::new(*from.ip(), from.port(), 0, 0);
+                self.engine.handle_packet(t, lan.link, from, to, &bytes);
+            }
+            Received::Beacon { index, from, bytes } => {
+                let Some(lan) = self.lans.iter().find(|l| l.index == index) else {
+                    return;
+                };
+                let name = lan.name.clone();
+                let (authority, own) = (self.endpoint.authority(), self.subnet);
+                let network_bits = self.network_bits;
+                let verdict = self.discovery.on_beacon(t, index, from, &bytes, |b| {
+                    let peer = authority
+                        .verify_peer(b.cert, &b.static_pub, b.signature, unix_now())
+                        .map_err(|e| e.to_string())?;
+                    let subnet =
+                        Subnet::new(network_bits, peer.prefix).map_err(|e| e.to_string())?;
+                    let (a, l) = subnet.ipv6();
+                    if Ipv6Net::new(a, l) == own {
+                        return Err("our own prefix".into());
+                    }
+                    Ok(peer.prefix)
+                });
+                match verdict {
+                    Verdict::New(p) => {
+                        info!("LAN: node {} at {from}%{name}", p.to_cn());
+                        if let Some(lan) = self.lans.iter().find(|l| l.index == index) {
+                            // 2-out-of-3 wants two Hellos: both soon, after
+                            // our beacon (due in 200 ms) makes us trusted.
+                            self.lan_hellos.push((lan.link, t.add_millis(300)));
+                            self.lan_hellos.push((lan.link, t.add_millis(700)));
+                        }
+                    }
+                    Verdict::Refused(e) => info!("LAN: ignoring {from}%{name}: {e}"),
+                    Verdict::Known | Verdict::Ignored | Verdict::RateLimited => {}
+                }
+            }
+        }
     }
 
     fn save_cache(&mut self) {
@@ -724,6 +907,9 @@ impl Node {
         let mut payload = [0u8; 1500];
         while let Some(tx) = self.engine.poll_transmit(t, &mut payload) {
             let Some(&tid) = self.tunnel_of.get(&tx.link) else {
+                if let Some(lan) = self.lans.iter().find(|l| l.link == tx.link) {
+                    lan.send_babel(tx.dst, &payload[..tx.len]).await;
+                }
                 continue;
             };
             let dst = if tx.dst.is_multicast() {
@@ -757,18 +943,38 @@ impl Node {
 
     fn on_route_event(&mut self, ev: RouteEvent) {
         match ev {
+            RouteEvent::Installed(r) | RouteEvent::Changed(r) if r.metric < INFINITY => {
+                let (dst, src) = (net_of(&r.prefix), net_of(&r.src_prefix));
+                if let Some(&tid) = self.tunnel_of.get(&r.link) {
+                    debug!(
+                        "route {dst} from {src} via tunnel {tid} metric {}",
+                        r.metric
+                    );
+                    self.fib.insert(dst, src, tid);
+                    // The network's route to the TUN device covers the rest.
+                    let kernel = (!self.network.covers(&dst) || !src.is_default()).then(|| Route {
+                        src,
+                        ..Route::dev(dst, self.tun_index)
+                    });
+                    self.set_kernel_route(dst, src, kernel);
+                } else if let Some(lan) = self.lans.iter().find(|l| l.link == r.link) {
+                    debug!(
+                        "route {dst} from {src} via {}%{} metric {}",
+                        r.next_hop, lan.name, r.metric
+                    );
+                    let kernel = Route {
+                        src,
+                        via: Some(r.next_hop),
+                        ..Route::dev(dst, lan.index)
+                    };
+                    // The kernel forwards it; no tunnel fallback.
+                    self.fib.remove(dst, src);
+                    self.set_kernel_route(dst, src, Some(kernel));
+                }
+            }
             RouteEvent::Installed(r) | RouteEvent::Changed(r) => {
                 let (dst, src) = (net_of(&r.prefix), net_of(&r.src_prefix));
-                match self.tunnel_of.get(&r.link) {
-                    Some(&tid) if r.metric < INFINITY => {
-                        debug!(
-                            "route {dst} from {src} via tunnel {tid} metric {}",
-                            r.metric
-                        );
-                        self.fib.insert(dst, src, tid);
-                    }
-                    _ => self.unroute(dst, src),
-                }
+                self.unroute(dst, src);
             }
             RouteEvent::Removed { prefix, src_prefix } => {
                 debug!("route {} removed", net_of(&prefix));
@@ -777,10 +983,30 @@ impl Node {
         }
     }
 
+    /// Make the kernel's route for (`dst`, `src`) be `r` (none: remove ours).
+    fn set_kernel_route(&mut self, dst: Ipv6Net, src: Ipv6Net, r: Option<Route>) {
+        let key = (dst, src);
+        if self.kroutes.get(&key) == r.as_ref() {
+            return;
+        }
+        if let Some(old) = self.kroutes.remove(&key) {
+            let _ = self.nl.del_route(&old);
+        }
+        if let Some(r) = r {
+            match self.nl.add_route(&r) {
+                Ok(()) => {
+                    self.kroutes.insert(key, r);
+                }
+                Err(e) => warn!("kernel route {dst} from {src}: {e}"),
+            }
+        }
+    }
+
     /// Babel no longer routes `dst`: a tunnel peer's own subnet stays
     /// reachable through its tunnel (its certificate proves it is there),
     /// anything else is dropped from the table.
     fn unroute(&mut self, dst: Ipv6Net, src: Ipv6Net) {
+        self.set_kernel_route(dst, src, None);
         let direct = self
             .peers
             .iter()
@@ -995,13 +1221,12 @@ impl Node {
                 return;
             }
         }
-        // Ours, or outside the overlay (LAN, gateway): the kernel routes it.
-        if self.subnet.contains(dst) || !self.network.contains(dst) {
+        // Ours, or no tunnel for it (a LAN neighbour's, the outside through
+        // a gateway): the kernel routes it. Were the kernel to send it back
+        // to the TUN device, on_kernel_packet drops it.
+        let next = self.fib.lookup(dst, src).copied();
+        let Some(next) = next.filter(|_| !self.subnet.contains(dst)) else {
             let _ = self.tun.get_ref().send(packet);
-            return;
-        }
-        let Some(next) = self.fib.lookup(dst, src).copied() else {
-            self.dropped += 1;
             return;
         };
         if next == tid || h.hop_limit() <= 1 {
@@ -1142,6 +1367,27 @@ impl Node {
         rows
     }
 
+    /// JSON name of the LAN interface of Babel link `link`, or null.
+    fn lan_name(&self, link: LinkId) -> String {
+        self.lans
+            .iter()
+            .find(|l| l.link == link)
+            .map_or_else(|| "null".into(), |l| json::string(&l.name))
+    }
+
+    /// Nodes proven on LAN interface `index`: link-local address, subnet.
+    fn lan_nodes(&self, index: u32) -> impl Iterator<Item = (Ipv6Addr, String)> + '_ {
+        self.discovery
+            .neighbours()
+            .filter(move |n| n.0 == index)
+            .map(|(_, addr, p)| {
+                let subnet = self
+                    .subnet_of(p)
+                    .map_or_else(|| p.to_cn(), |n| n.to_string());
+                (addr, subnet)
+            })
+    }
+
     fn status_json(&self) -> String {
         let t = now();
         let tunnels = self.tunnel_rows(t).into_iter().map(|r| {
@@ -1176,6 +1422,7 @@ impl Node {
         let neighbours = self.engine.neighbours(t).map(|n| {
             Object::new()
                 .opt_num("tunnel", self.tunnel_of.get(&n.link))
+                .raw("interface", self.lan_name(n.link))
                 .str("address", &n.address.to_string())
                 .str("reach", &format!("{:04x}", n.reach))
                 .num("rxcost", n.rxcost)
@@ -1190,8 +1437,22 @@ impl Node {
                 .str("from", &net_of(&r.src_prefix).to_string())
                 .num("metric", r.metric)
                 .opt_num("tunnel", self.tunnel_of.get(&r.link))
+                .raw("interface", self.lan_name(r.link))
                 .str("next_hop", &r.next_hop.to_string())
                 .str("router_id", &hex(&r.router_id.0))
+                .finish()
+        });
+        let lan = self.lans.iter().map(|l| {
+            let nodes = self.lan_nodes(l.index).map(|(addr, subnet)| {
+                Object::new()
+                    .str("address", &addr.to_string())
+                    .str("prefix", &subnet)
+                    .finish()
+            });
+            Object::new()
+                .str("interface", &l.name)
+                .str("address", &l.local.to_string())
+                .raw("nodes", json::array(nodes))
                 .finish()
         });
         let registry = match &self.registry {
@@ -1221,6 +1482,7 @@ impl Node {
                 json::array(self.own_addrs.iter().map(|a| json::string(&a.to_string()))),
             )
             .raw("tunnels", json::array(tunnels))
+            .raw("lan", json::array(lan))
             .raw(
                 "babel",
                 Object::new()
@@ -1324,10 +1586,16 @@ impl Node {
                 r.counters.tx_bytes
             );
         }
+        for l in &self.lans {
+            let _ = writeln!(s, "\nLAN {} ({}): nodes proven by beacon", l.name, l.local);
+            for (addr, subnet) in self.lan_nodes(l.index) {
+                let _ = writeln!(s, "  lan {:<12} {:<28} {subnet}", l.name, addr.to_string());
+            }
+        }
         let _ = writeln!(
             s,
             "\n{:<28} {:<16} {:>6} {:>6}",
-            "route", "from", "metric", "tunnel"
+            "route", "from", "metric", "via"
         );
         for r in self.engine.routes().filter(|r| r.installed) {
             let _ = writeln!(
@@ -1336,9 +1604,14 @@ impl Node {
                 net_of(&r.prefix).to_string(),
                 net_of(&r.src_prefix).to_string(),
                 r.metric,
-                self.tunnel_of
-                    .get(&r.link)
-                    .map_or_else(|| "-".into(), |t| t.to_string())
+                match (
+                    self.tunnel_of.get(&r.link),
+                    self.lans.iter().find(|l| l.link == r.link)
+                ) {
+                    (Some(t), _) => t.to_string(),
+                    (None, Some(l)) => l.name.clone(),
+                    _ => "-".into(),
+                }
             );
         }
         s
