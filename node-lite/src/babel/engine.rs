@@ -982,10 +982,6 @@ impl Engine {
             return;
         };
         let feasible = self.sources[s].feasible(now, seqno, refmetric);
-        eprintln!(
-            "DBG {:?} upd {prefix:?} seqno {:?} refm {refmetric} src ({:?},{}) feasible {feasible}",
-            self.cfg.router_id, seqno, self.sources[s].seqno, self.sources[s].metric
-        );
         let cost = self.neighbour_cost(now, n);
         let metric = (refmetric as u32 + cost as u32).min(INFINITY as u32) as u16;
         if let Some(r) = existing {
