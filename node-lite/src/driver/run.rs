@@ -370,6 +370,7 @@ async fn run(config: Config) -> Result<(), Failure> {
         .and_then(|()| nl.add_address(index, address, 128))
         .and_then(|()| nl.add_route(&Route::dev(network, index)))
         .map_err(|e| setup_error("configuring the overlay device", e))?;
+    let mut lan = super::lan::Lan::start(&config, subnet, network, &mut nl);
 
     let udp4 = bind_udp(SocketAddr::from(([0, 0, 0, 0], config.port)));
     let udp6 = bind_udp(SocketAddr::from((Ipv6Addr::UNSPECIFIED, config.port)));
@@ -490,6 +491,7 @@ async fn run(config: Config) -> Result<(), Failure> {
                 }
             }
             Some(r) = registry_rx.recv() => node.on_registry(now(), r),
+            _ = lan.turn() => {}
             Ok((stream, _)) = status.accept() => node.answer_status(stream).await,
             _ = tokio::time::sleep(Duration::from_millis(wake)) => {}
             _ = hup.recv() => {
@@ -525,6 +527,7 @@ async fn run(config: Config) -> Result<(), Failure> {
     }
     node.flush(&mut out).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
+    lan.stop(&mut nl);
     let _ = nl.del_route(&Route::dev(network, index));
     let _ = nl.del_address(index, address, 128);
     let _ = std::fs::remove_file(super::status::socket_path(&config.run_dir));
