@@ -6,7 +6,9 @@
 //! the address is configured and nothing is advertised. When node 0 stops,
 //! its final advertisement makes its host drop the prefix route and the
 //! default route and deprecate the address. The time from node start to
-//! LAN-host reachability is printed for the issue note.
+//! LAN-host reachability is printed for the issue note. Also: a /62 serves
+//! two LANs and a /68 none (warned); another router advertising the node's
+//! prefix on its LAN silences the node there.
 
 use std::time::{Duration, Instant};
 
@@ -246,4 +248,51 @@ fn prefix_lengths() {
     );
     let (ok, out) = rdisc6(&m, h, "2");
     assert!(!ok, "advertised a /68: {out}");
+}
+
+/// Not fighting another router: when a router on the LAN (here a raw
+/// socket in the host's namespace) advertises the node's /64, the node
+/// goes quiet there.
+#[test]
+fn another_router_for_the_prefix_silences_the_node() {
+    use node_lite::lan::wire::{PrefixInfo, RouterAdvert};
+
+    let mut m = Mesh::build(1, options());
+    let h = m.add_lan_host(0);
+    let p = m.nodes[0].prefix.clone();
+    m.spawn_all();
+    let up = wait_until(Duration::from_secs(30), || {
+        m.hosts[h].slaac_address(&p).is_some()
+    });
+    assert!(up.is_some(), "{}", m.logs());
+    let mut ra = RouterAdvert::empty();
+    ra.router_lifetime = 600;
+    ra.prefixes.push(PrefixInfo {
+        prefix: p.parse().expect("prefix"),
+        on_link: true,
+        autonomous: true,
+        valid_lifetime: 600,
+        preferred_lifetime: 600,
+    });
+    let mut buf = [0u8; 128];
+    let n = ra.emit(&mut buf).expect("fits");
+    let hex: String = buf[..n].iter().map(|b| format!("{b:02x}")).collect();
+    // The kernel fills in the ICMPv6 checksum of a raw ICMPv6 socket.
+    let send = "import socket, sys\n\
+        s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)\n\
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)\n\
+        s.sendto(bytes.fromhex(sys.argv[1]), ('ff02::1', 0, 0, socket.if_nametoindex(sys.argv[2])))\n";
+    let dev = m.hosts[h].dev.clone();
+    let out = m.hosts[h].ns.output("python3", &["-c", send, &hex, &dev]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let quiet = wait_until(Duration::from_secs(5), || {
+        m.log_of(0).contains("another router advertises here")
+    });
+    assert!(quiet.is_some(), "no conflict seen: {}", m.log_of(0));
+    let (ok, text) = rdisc6(&m, h, "2");
+    assert!(!ok, "the node still advertises: {text}");
 }
