@@ -81,6 +81,14 @@ fn lan_hosts_get_ipv6_from_their_node() {
     // first: the router advertisement arrived; then usable, after
     // duplicate address detection), and reach each other (and the far node)
     // over IPv6 through the mesh.
+    let lan0 = format!("{}/64", m.nodes[0].address);
+    let configured = wait_until(Duration::from_secs(30), || {
+        m.nodes[0]
+            .ns
+            .ip(&format!("-6 addr show dev {}", m.hosts[a].node_dev))
+            .contains(&lan0)
+    })
+    .map(|_| started.elapsed().as_secs_f64());
     let seen = wait_until(Duration::from_secs(30), || {
         has_address_in(&m, a, &pa) && has_address_in(&m, b, &pb)
     })
@@ -89,7 +97,7 @@ fn lan_hosts_get_ipv6_from_their_node() {
         m.hosts[a].slaac_address(&pa).is_some() && m.hosts[b].slaac_address(&pb).is_some()
     })
     .map(|_| started.elapsed().as_secs_f64());
-    let (Some(seen), Some(slaac)) = (seen, slaac) else {
+    let (Some(configured), Some(seen), Some(slaac)) = (configured, seen, slaac) else {
         panic!(
             "no SLAAC address: A {:?}, B {:?}\n{}",
             m.hosts[a].addresses(),
@@ -115,8 +123,9 @@ fn lan_hosts_get_ipv6_from_their_node() {
     });
     let reach = started.elapsed().as_secs_f64();
     println!(
-        "LAN host A {addr_a}, LAN host B {addr_b}; after node start: addresses configured \
-         {seen:.1} s, usable {slaac:.1} s, A <-> B over IPv6 {reach:.1} s ({N} nodes)"
+        "LAN host A {addr_a}, LAN host B {addr_b}; after node start: node 0's LAN \
+         address {configured:.1} s, hosts' addresses configured {seen:.1} s, usable \
+         {slaac:.1} s, A <-> B over IPv6 {reach:.1} s ({N} nodes)"
     );
     assert!(m.hosts[a].ns.ping6(&m.nodes[1].address), "A -> node 1");
 

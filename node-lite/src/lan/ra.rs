@@ -47,6 +47,10 @@ pub const MAX_PENDING_UNICAST: usize = 8;
 /// RDNSS servers carried (the first ones configured), which also bounds the
 /// advertisement's size: it always fits 1280 octets.
 pub const MAX_RDNSS: usize = 8;
+/// How soon to try again when the interface cannot send yet (its
+/// link-local address is still tentative: an advertisement from any other
+/// source would be ignored by hosts, RFC 4861 §6.1.2).
+pub const NOT_READY_RETRY_MS: u64 = 500;
 /// How long the node stays silent after another router's conflicting
 /// advertisement: two of our periods.
 pub const CONFLICT_HOLD_MS: u64 = 2 * MAX_RTR_ADV_INTERVAL_MS;
@@ -226,6 +230,16 @@ impl Advertiser {
             dst: ALL_NODES,
             len,
         })
+    }
+
+    /// The interface cannot send now (no usable link-local address yet):
+    /// whatever is due waits [`NOT_READY_RETRY_MS`], nothing is lost.
+    pub fn not_ready(&mut self, now: Instant) {
+        let later = now.add_millis(NOT_READY_RETRY_MS);
+        self.next = self.next.max(later);
+        for u in &mut self.unicast {
+            u.0 = u.0.max(later);
+        }
     }
 
     /// An ICMPv6 message from `src` received on the interface with hop limit
@@ -629,6 +643,20 @@ mod tests {
             a.handle_message(back, LL, 255, &native, true),
             Ok(Received::Conflict { first: true })
         );
+    }
+
+    #[test]
+    fn an_interface_not_ready_delays_without_losing() {
+        let mut a = Advertiser::new(config(), Instant::ZERO, 3);
+        let mut out = [0u8; 512];
+        a.not_ready(Instant::ZERO);
+        assert_eq!(a.poll_timeout(), Instant::from_millis(NOT_READY_RETRY_MS));
+        assert_eq!(a.poll_transmit(Instant::ZERO, &mut out), None);
+        let t = a.poll_timeout();
+        assert_eq!(a.poll_transmit(t, &mut out).unwrap().dst, ALL_NODES);
+        // Still three fast initial advertisements in all.
+        let sent = run(&mut a, t, t.add_millis(40_000));
+        assert_eq!(sent.len(), 2, "{sent:?}");
     }
 
     #[test]
