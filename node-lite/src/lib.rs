@@ -16,6 +16,7 @@ pub mod fib;
 pub mod info;
 pub mod ip;
 pub mod json;
+pub mod lan;
 pub mod logger;
 pub mod mesh;
 pub mod net;

@@ -23,6 +23,48 @@ pub struct Node {
     pub log: PathBuf,
     /// Underlay veth inside the node's namespace.
     pub dev: String,
+    /// Extra `-o NAME=VALUE` options of `re6st-lite run`.
+    pub options: Vec<String>,
+}
+
+/// A host on a LAN behind a node: its own namespace joined to the node's
+/// by a veth, with IPv4 only (192.0.2.2/24, the node's end 192.0.2.1/24)
+/// until the node gives it IPv6.
+pub struct LanHost {
+    pub ns: Netns,
+    /// The veth end in the host's namespace.
+    pub dev: String,
+    /// The other end, in the node's namespace (its `lan` option).
+    pub node_dev: String,
+}
+
+impl LanHost {
+    /// Global IPv6 addresses of the host's LAN interface, with their
+    /// flags (`2001:db8:42:1:...:1/64 ... dynamic mngtmpaddr deprecated`).
+    pub fn addresses(&self) -> Vec<String> {
+        self.ns
+            .ip(&format!("-6 -o addr show dev {} scope global", self.dev))
+            .lines()
+            .map(|l| l.split_whitespace().skip(3).collect::<Vec<_>>().join(" "))
+            .collect()
+    }
+
+    /// The host's autoconfigured address in `prefix` (CIDR), if any, that
+    /// is usable: neither tentative (duplicate address detection running)
+    /// nor deprecated.
+    pub fn slaac_address(&self, prefix: &str) -> Option<String> {
+        let net: node_lite::net::Ipv6Net = prefix.parse().ok()?;
+        self.addresses().into_iter().find_map(|a| {
+            let addr: std::net::Ipv6Addr = a.split('/').next()?.parse().ok()?;
+            (net.contains(addr) && !a.contains("deprecated") && !a.contains("tentative"))
+                .then(|| addr.to_string())
+        })
+    }
+
+    /// `ip -6 route` of the host.
+    pub fn routes(&self) -> String {
+        self.ns.ip("-6 route show")
+    }
 }
 
 pub struct Mesh {
@@ -30,6 +72,8 @@ pub struct Mesh {
     pub registry: Registry,
     pub hub: Netns,
     pub tmp: TempDir,
+    /// LAN hosts ([`Mesh::add_lan_host`]).
+    pub hosts: Vec<LanHost>,
 }
 
 impl Mesh {
@@ -37,24 +81,14 @@ impl Mesh {
     /// to the bridge and start them; node i > 0 knows the addresses of
     /// node 0 and node i - 1.
     pub fn start(n: usize, opts: Options) -> Mesh {
-        let mut m = Mesh::register(n, opts);
-        for i in 0..n {
-            // Node 0 and the previous node: one node alone could not take
-            // everyone (max_clients), as on a real network.
-            let mut peers: Vec<String> = [0, i.saturating_sub(1)]
-                .iter()
-                .filter(|&&j| j < i)
-                .map(|&j| format!("{}:1194", m.nodes[j].ip))
-                .collect();
-            peers.dedup();
-            m.spawn(i, &peers);
-        }
+        let mut m = Mesh::build(n, opts);
+        m.spawn_all();
         m
     }
 
-    /// Register `n` nodes with a registry started with `opts` and wire them
-    /// to the bridge; none is started.
-    pub fn register(n: usize, opts: Options) -> Mesh {
+    /// [`Mesh::start`] without starting the nodes: set their
+    /// [`Node::options`] and add LAN hosts, then [`Mesh::spawn_all`].
+    pub fn build(n: usize, opts: Options) -> Mesh {
         assert!(n < 250);
         let registry = Registry::start(opts);
         let tmp = TempDir::new("mesh");
@@ -66,6 +100,7 @@ impl Mesh {
             registry,
             hub,
             tmp,
+            hosts: Vec::new(),
         };
         let url = m.registry.url();
         for _ in 0..n {
@@ -95,18 +130,41 @@ impl Mesh {
             proc: None,
             log: self.tmp.path().join(format!("n{i}.log")),
             dev,
+            options: Vec::new(),
         });
         i
     }
 
-    /// Start node `i` with these bootstrap peers.
-    pub fn spawn(&mut self, i: usize, peers: &[String]) {
-        self.spawn_with(i, peers, &[]);
+    /// Start every node, node i > 0 with the addresses of node 0 and
+    /// node i - 1.
+    pub fn spawn_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            // Node 0 and the previous node: one node alone could not take
+            // everyone (max_clients), as on a real network.
+            let mut peers: Vec<String> = [0, i.saturating_sub(1)]
+                .iter()
+                .filter(|&&j| j < i)
+                .map(|&j| format!("{}:1194", self.nodes[j].ip))
+                .collect();
+            peers.dedup();
+            self.spawn(i, &peers);
+        }
     }
 
-    /// Start node `i` with these bootstrap peers and extra `key=value`
-    /// options.
-    pub fn spawn_with(&mut self, i: usize, peers: &[String], options: &[String]) {
+    /// A LAN host behind node `i` (before it starts): the node gets the
+    /// option `lan=<its end of the veth>`. Returns the host's index in
+    /// [`Mesh::hosts`].
+    pub fn add_lan_host(&mut self, i: usize) -> usize {
+        let ns = Netns::new(&format!("h{i}"));
+        let (node_dev, dev) =
+            crate::netns::veth(&self.nodes[i].ns, "192.0.2.1/24", &ns, "192.0.2.2/24");
+        self.nodes[i].options.push(format!("lan={node_dev}"));
+        self.hosts.push(LanHost { ns, dev, node_dev });
+        self.hosts.len() - 1
+    }
+
+    /// Start node `i` with these bootstrap peers.
+    pub fn spawn(&mut self, i: usize, peers: &[String]) {
         let n = &mut self.nodes[i];
         let state = format!("state_dir={}", n.dir.display());
         let run = format!("run_dir={}", n.run_dir.display());
@@ -119,10 +177,13 @@ impl Mesh {
             "-o".into(),
             run,
         ];
-        let peers = peers.iter().map(|p| format!("peer={p}"));
-        for o in peers.chain(options.iter().cloned()) {
+        for p in peers {
             args.push("-o".into());
-            args.push(o);
+            args.push(format!("peer={p}"));
+        }
+        for o in &n.options {
+            args.push("-o".into());
+            args.push(o.clone());
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         n.proc = Some(n.ns.spawn(node_bin(), &args, &n.log));

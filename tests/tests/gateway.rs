@@ -28,7 +28,7 @@ fn options() -> Options {
 
 #[test]
 fn gateway_carries_network_sources_only() {
-    let mut m = Mesh::register(3, options());
+    let mut m = Mesh::build(3, options());
     let network = "2001:db8:42::/48";
 
     // The gateway's uplink: the internet routes the network back to it.
@@ -56,7 +56,8 @@ fn gateway_carries_network_sources_only() {
         .ip("-6 route add default via 2001:db8:eeee::1");
 
     let start = Instant::now();
-    m.spawn_with(0, &[], &["gateway=1".into()]);
+    m.nodes[0].options.push("gateway=1".into());
+    m.spawn(0, &[]);
     let node0 = format!("{}:1194", m.nodes[0].ip);
     let node1 = format!("{}:1194", m.nodes[1].ip);
     m.spawn(1, &[node0]);

@@ -16,7 +16,7 @@ const N: usize = 3;
 
 #[test]
 fn lan_mesh_forms_offline_and_ignores_another_network() {
-    let mut m = Mesh::register(N, Options::default());
+    let mut m = Mesh::build(N, Options::default());
     // Same network prefix (the test CA's serial), another CA: its node may
     // even hold one of our prefixes, which makes ignoring it matter.
     let mut other = Registry::start(Options::default());
@@ -27,7 +27,8 @@ fn lan_mesh_forms_offline_and_ignores_another_network() {
     let start = Instant::now();
     for i in 0..=foreign {
         let lan = format!("babel_interface={}", m.nodes[i].dev);
-        m.spawn_with(i, &[], &[lan]);
+        m.nodes[i].options.push(lan);
+        m.spawn(i, &[]);
     }
     let ours: Vec<usize> = (0..N).collect();
     let formed = wait_until(Duration::from_secs(30), || m.all_ping(&ours));

@@ -400,6 +400,7 @@ async fn run(config: Config) -> Result<(), Failure> {
         .and_then(|()| nl.add_address(index, address, 128))
         .and_then(|()| nl.add_route(&Route::dev(network, index)))
         .map_err(|e| setup_error("configuring the overlay device", e))?;
+    let mut lan = super::lan::Lan::start(&config, subnet, network, &mut nl);
 
     let udp4 = bind_udp(SocketAddr::from(([0, 0, 0, 0], config.port)));
     let udp6 = bind_udp(SocketAddr::from((Ipv6Addr::UNSPECIFIED, config.port)));
@@ -547,6 +548,7 @@ async fn run(config: Config) -> Result<(), Failure> {
             }
             Some(r) = registry_rx.recv() => node.on_registry(now(), r),
             Some(r) = lan_rx.recv() => node.on_lan(r).await,
+            _ = lan.turn() => {}
             Ok((stream, _)) = status.accept() => node.answer_status(stream).await,
             _ = tokio::time::sleep(Duration::from_millis(wake)) => {}
             _ = hup.recv() => {
@@ -583,6 +585,7 @@ async fn run(config: Config) -> Result<(), Failure> {
     node.flush(&mut out).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let nl = &mut node.nl;
+    lan.stop(nl);
     for (_, r) in node.kroutes.drain() {
         let _ = nl.del_route(&r);
     }
