@@ -12,8 +12,7 @@
 //! - an opened message is marked in the [`ReplayWindow`] only after its tag
 //!   verified, so forged packets cannot move the window.
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
+use re6st_aead::Aead;
 
 use super::wire::{self, DATA_HEADER_LEN, DATA_OVERHEAD, TAG_LEN};
 use super::Instant;
@@ -119,8 +118,8 @@ pub struct Session {
     pub local_index: u32,
     /// The peer's index, written in `receiver` of what we send.
     pub remote_index: u32,
-    send: ChaCha20Poly1305,
-    recv: ChaCha20Poly1305,
+    send: Aead,
+    recv: Aead,
     send_counter: u64,
     replay: ReplayWindow,
     /// When the handshake completed (rekey/reject timers count from here).
@@ -133,10 +132,10 @@ pub struct Session {
     pub confirmed: bool,
 }
 
-fn nonce(counter: u64) -> Nonce {
+fn nonce(counter: u64) -> [u8; 12] {
     let mut n = [0u8; 12];
     n[4..].copy_from_slice(&counter.to_le_bytes());
-    n.into()
+    n
 }
 
 impl Session {
@@ -152,8 +151,8 @@ impl Session {
         Session {
             local_index,
             remote_index,
-            send: ChaCha20Poly1305::new(send_key.into()),
-            recv: ChaCha20Poly1305::new(recv_key.into()),
+            send: Aead::new(send_key),
+            recv: Aead::new(recv_key),
             send_counter: 0,
             replay: ReplayWindow::default(),
             established,
@@ -186,10 +185,7 @@ impl Session {
             .map_err(|_| SealError::BufferTooSmall)?;
         let (text, rest) = body.split_at_mut(payload.len());
         text.copy_from_slice(payload);
-        let tag = self
-            .send
-            .encrypt_in_place_detached(&nonce(counter), head, text)
-            .map_err(|_| SealError::BufferTooSmall)?;
+        let tag = self.send.seal(&nonce(counter), head, text);
         rest[..TAG_LEN].copy_from_slice(&tag);
         Ok(len)
     }
@@ -205,10 +201,11 @@ impl Session {
             return Err(OpenError::Replay);
         }
         let (text, tag) = msg.sealed.split_at(n);
+        let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| OpenError::Tag)?;
         let out = &mut out[..n];
         out.copy_from_slice(text);
         self.recv
-            .decrypt_in_place_detached(&nonce(msg.counter), msg.header, out, Tag::from_slice(tag))
+            .open(&nonce(msg.counter), msg.header, out, tag)
             .map_err(|_| OpenError::Tag)?;
         if !self.replay.mark(msg.counter) {
             return Err(OpenError::Replay);
