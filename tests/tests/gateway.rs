@@ -1,7 +1,8 @@
 //! Issue 7, border gateway: node 0 has a native IPv6 uplink to an
 //! "internet" namespace and runs with `gateway 1`; it announces `::/0 from
-//! <network>` (RFC 9079). Node 2, two hops away in the mesh, reaches the
-//! internet host from its overlay address through the gateway. Node 2 also
+//! <network>` (RFC 9079). Node 2, two hops away in the mesh, and an IPv4-only
+//! LAN host behind it (IPv6 from node 2's router advertisements) reach the
+//! internet host through the gateway. Node 2 also
 //! has a native IPv6 uplink of its own, and traffic from its native address
 //! keeps using it: the gateway's route is only for sources inside the
 //! network, so it hijacks nothing.
@@ -19,10 +20,11 @@ const INTERNET_HOST: &str = "2001:db8:fffe::1";
 /// A host behind node 2's own native uplink.
 const NATIVE_HOST: &str = "2001:db8:eeee::1";
 
+/// /64 prefixes (SLAAC for the LAN host), 2 s hellos.
 fn options() -> Options {
     Options {
+        anonymous_prefix_length: Some(16),
         extra: ["--hello", "2"].iter().map(|s| s.to_string()).collect(),
-        ..Options::default()
     }
 }
 
@@ -55,6 +57,7 @@ fn gateway_carries_network_sources_only() {
         .ns
         .ip("-6 route add default via 2001:db8:eeee::1");
 
+    let host = m.add_lan_host(2);
     let start = Instant::now();
     m.nodes[0].options.push("gateway=1".into());
     m.spawn(0, &[]);
@@ -78,6 +81,27 @@ fn gateway_carries_network_sources_only() {
     }
     println!(
         "node 2 reaches the internet host through the gateway {:.1} s after start",
+        start.elapsed().as_secs_f64()
+    );
+
+    // The LAN host behind node 2: its SLAAC address is in the network, so
+    // node 2 forwards it to the gateway as well.
+    let lan_prefix = m.nodes[2].prefix.clone();
+    let h = &m.hosts[host];
+    let from_lan = wait_until(Duration::from_secs(60), || {
+        h.slaac_address(&lan_prefix)
+            .is_some_and(|a| ping_from(&h.ns, &a, INTERNET_HOST))
+    });
+    if from_lan.is_none() {
+        panic!(
+            "the LAN host behind node 2 cannot reach the internet host: {:?}\n{}\n{}",
+            h.addresses(),
+            h.routes(),
+            m.logs()
+        );
+    }
+    println!(
+        "a LAN host behind node 2 reaches it {:.1} s after start",
         start.elapsed().as_secs_f64()
     );
 
