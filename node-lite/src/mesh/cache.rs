@@ -355,4 +355,77 @@ mod tests {
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// A cache of `n` peers, distinct for each `n`.
+    fn cache_of(n: u128) -> PeerCache {
+        let mut c = PeerCache::new(200);
+        for i in 1..=n {
+            c.learn(prefix(i), &[addr("198.51.100.5:1194")]);
+        }
+        c
+    }
+
+    /// The child of [`kill_9_during_writes_leaves_a_whole_cache`]: saves
+    /// caches of 1, 2, ... 100, 1, ... peers until killed (or 20 s).
+    #[test]
+    #[ignore = "run by kill_9_during_writes_leaves_a_whole_cache"]
+    fn cache_writer_child() {
+        let Ok(dir) = std::env::var("RE6ST_CACHE_WRITER_DIR") else {
+            return;
+        };
+        let state = StateDir::new(dir);
+        let caches: Vec<PeerCache> = (1..=100).map(cache_of).collect();
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(20) {
+            for c in &caches {
+                c.save(&state).unwrap();
+            }
+        }
+    }
+
+    /// `kill -9` at random moments of a stream of cache writes: the file
+    /// left is always a whole cache (one of those written), and the next
+    /// load removes the writer's temporary files.
+    #[test]
+    fn kill_9_during_writes_leaves_a_whole_cache() {
+        let dir = std::env::temp_dir().join(format!("re6st-kill9-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let state = StateDir::new(&dir);
+        let mut killed_mid_write = 0;
+        for round in 0..20u64 {
+            let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "mesh::cache::tests::cache_writer_child"])
+                .args(["--ignored", "--test-threads=1"])
+                .env("RE6ST_CACHE_WRITER_DIR", &dir)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            // Past start-up, then a different moment each round.
+            std::thread::sleep(std::time::Duration::from_millis(60 + round * 7 % 40));
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            let leftovers = std::fs::read_dir(&dir)
+                .unwrap()
+                .filter(|e| {
+                    let name = e.as_ref().unwrap().file_name();
+                    name.to_string_lossy().contains(".tmp.")
+                })
+                .count();
+            killed_mid_write += usize::from(leftovers > 0);
+            let Some(bytes) = state.read(FILE_NAME).unwrap() else {
+                continue; // killed before the first rename
+            };
+            let c = PeerCache::decode(&bytes, 200).expect("a whole cache after kill -9");
+            assert!((1..=100).contains(&c.len()), "{} peers", c.len());
+            assert_eq!(c.encode(), cache_of(c.len() as u128).encode());
+            assert_eq!(PeerCache::load(&state, 200).len(), c.len());
+            let after = std::fs::read_dir(&dir).unwrap().count();
+            assert_eq!(after, 1, "temporary files left after load");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        // Not an assertion (timing), but the test means little if no kill
+        // ever landed inside a write.
+        println!("{killed_mid_write} of 20 kills interrupted a write");
+    }
 }
