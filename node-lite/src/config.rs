@@ -192,8 +192,10 @@ impl Config {
             "state_dir" => self.state_dir = PathBuf::from(v),
             "run_dir" => self.run_dir = PathBuf::from(v),
             "registry" => {
-                if !(v.is_empty() || v.starts_with("http://") || v.starts_with("https://")) {
-                    return Err(format!("{v:?} is not an http:// or https:// URL"));
+                // The transport's own check: plain http://, a host, a port.
+                if !v.is_empty() {
+                    registry_client::http::HttpTransport::new(v, Default::default())
+                        .map_err(|e| e.to_string())?;
                 }
                 self.registry = non_empty(v);
             }
@@ -484,6 +486,7 @@ mod tests {
             ("option port 'x'", "line 2: port"),
             ("option gateway 'maybe'", "line 2: gateway"),
             ("option registry 'ftp://x/'", "line 2: registry"),
+            ("option registry 'https://x/'", "plain HTTP"),
             ("option fingerprint 'sha256:abc'", "line 2: fingerprint"),
             (
                 "option interface 'a-very-long-interface-name'",

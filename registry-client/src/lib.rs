@@ -6,7 +6,7 @@
 //!   chain), [`netconfig`] (getNetworkConfig payloads), [`bootstrap`]
 //!   (getBootstrapPeer), [`packint`] (re6st's integer packing);
 //! - [`prefix`]: CN ↔ bit string ↔ IPv6 arithmetic, shared with the node;
-//! - [`http`]: the transport (ureq, plain HTTP; HTTPS with feature `tls`);
+//! - [`http`]: the transport (our own HTTP/1.1 client, plain HTTP only);
 //! - [`client`]: the API calls, [`client::Registry`] and the authenticated
 //!   [`client::Session`];
 //! - [`state`]: the state directory (atomic writes).

@@ -24,3 +24,30 @@ pub fn chain(name: &str) -> &'static str {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .unwrap_or_else(|| panic!("{name} not in chain.txt"))
 }
+
+/// Raw HTTP replies of a real re6stnet 0.642 registry, every byte it wrote
+/// up to its close, captured by `capture_http.py` (another registry run, so
+/// unrelated to the fixtures above).
+pub mod http {
+    pub const GET_CA: &[u8] = include_bytes!("http/getCa.http");
+    /// 200 with `Re6stHMAC`.
+    pub const NETWORK_CONFIG: &[u8] = include_bytes!("http/getNetworkConfig.http");
+    /// 204 with `Re6stHMAC` (no node beside the registry).
+    pub const BOOTSTRAP_PEER_NONE: &[u8] = include_bytes!("http/getBootstrapPeer.http");
+    /// 204: invalid token.
+    pub const BAD_TOKEN: &[u8] = include_bytes!("http/requestCertificate-badtoken.http");
+    /// `send_error` replies (HTML bodies): private method from elsewhere,
+    /// unknown method, hello for an unknown prefix.
+    pub const FORBIDDEN: &[u8] = include_bytes!("http/revoke-forbidden.http");
+    pub const BAD_REQUEST: &[u8] = include_bytes!("http/nosuchmethod.http");
+    pub const UNKNOWN_PREFIX: &[u8] = include_bytes!("http/hello-unknown.http");
+    pub const ALL: [&[u8]; 7] = [
+        GET_CA,
+        NETWORK_CONFIG,
+        BOOTSTRAP_PEER_NONE,
+        BAD_TOKEN,
+        FORBIDDEN,
+        BAD_REQUEST,
+        UNKNOWN_PREFIX,
+    ];
+}
