@@ -65,6 +65,14 @@ fn netconf_version(m: &Mesh, i: usize) -> Option<u64> {
     v[..v.find(|c: char| !c.is_ascii_digit())?].parse().ok()
 }
 
+/// The size of node `i`'s peer cache, from its status.
+fn cache_size(m: &Mesh, i: usize) -> Option<usize> {
+    let s = m.status_json(i);
+    let key = r#""peer_cache":{"size":"#;
+    let v = &s[s.find(key)? + key.len()..];
+    v[..v.find(|c: char| !c.is_ascii_digit())?].parse().ok()
+}
+
 fn sighup(m: &Mesh, i: usize) {
     let pid = m.nodes[i].proc.as_ref().expect("node running").pid();
     let ok = Command::new("kill")
@@ -130,6 +138,7 @@ fn revoked_peer_tunnel_is_torn_down() {
         m.registry.log()
     );
     let ups_before = ups(&m, 0, 1);
+    let cache2 = cache_size(&m, 2);
     let tries_before = tries(&m, 1, 0);
 
     // 3. The nodes that stay re-check the network config now.
@@ -160,6 +169,14 @@ fn revoked_peer_tunnel_is_torn_down() {
     // Node 2 too: nothing carries node 1's traffic any more.
     let down2 = wait_until(Duration::from_secs(20), || !any_tunnel(&m, 2, 1));
     assert!(down2.is_some(), "{}\n{}", m.status_text(2), m.logs());
+    // Node 2 opened a tunnel to node 1 (a configured peer), so had it in
+    // its peer cache: dropped, as re6st drops revoked peers.
+    assert_eq!(
+        cache_size(&m, 2),
+        cache2.map(|n| n - 1),
+        "node 2's peer cache\n{}",
+        m.logs()
+    );
 
     // 4. Node 0 and node 1 no longer reach each other (once Babel dropped
     // the routes that went through the closed tunnels).

@@ -50,7 +50,7 @@ use crate::mesh::manager::{Action as MeshAction, Dir, Manager, Policy, State as 
 use crate::net::Ipv6Net;
 use crate::time::Instant;
 use crate::tunnel::auth::{Authority, CaAuthority, Identity as TunnelIdentity};
-use crate::tunnel::{self, wire, Action, Endpoint, Event, Role, TunnelId};
+use crate::tunnel::{self, wire, Action, CloseReason, Endpoint, Event, Role, TunnelId};
 
 /// Exit code: no usable certificate in the state directory.
 pub const EXIT_NOT_REGISTERED: u8 = 30;
@@ -811,6 +811,13 @@ impl Node {
             .collect()
     }
 
+    /// The node prefix of a subnet of this network (inverse of
+    /// [`Self::subnet_of`]).
+    fn node_of(&self, subnet: Ipv6Net) -> Option<Prefix> {
+        let p = Prefix::from_ipv6(subnet.addr(), subnet.prefix_len()).ok()?;
+        self.network_bits.strip(&p).filter(|n| !n.is_empty())
+    }
+
     fn subnet_of(&self, node: Prefix) -> Option<Ipv6Net> {
         let (a, l) = Subnet::new(self.network_bits, node).ok()?.ipv6();
         Some(Ipv6Net::new(a, l))
@@ -1114,6 +1121,14 @@ impl Node {
                     info!("tunnel {id} to {} closed: {reason:?}", p.subnet);
                     self.engine.remove_link(t, p.link);
                     self.tunnel_of.remove(&p.link);
+                    if reason == CloseReason::Revoked {
+                        // As re6st: a revoked node is dropped from the peer
+                        // cache, so the mesh manager does not try it again.
+                        if let Some(node) = self.node_of(p.subnet) {
+                            self.cache.remove(node);
+                            self.cache_dirty = true;
+                        }
+                    }
                 }
                 self.fib.retain(|hop| *hop != id);
                 self.mesh.closed(t, id);
