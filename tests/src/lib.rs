@@ -1,6 +1,7 @@
 //! Shared harness for the integration tests in `tests/tests/`.
 
 pub mod adversary;
+pub mod forward;
 pub mod mesh;
 pub mod netns;
 pub mod registry;

@@ -5,6 +5,7 @@
 pub mod lan;
 pub mod lan_babel;
 pub mod netlink;
+pub mod registry_jobs;
 pub mod run;
 pub mod status;
 pub mod tun;

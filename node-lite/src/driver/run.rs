@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 
 use super::lan_babel::{self, Lan, Received};
 use super::netlink::{Netlink, Route};
+use super::registry_jobs::{Job, Jobs};
 use super::tun::Tun;
 use crate::babel::mac::{MacAlgorithm, MacKey};
 use crate::babel::wire::INFINITY;
@@ -49,7 +50,7 @@ use crate::mesh::manager::{Action as MeshAction, Dir, Manager, Policy, State as 
 use crate::net::Ipv6Net;
 use crate::time::Instant;
 use crate::tunnel::auth::{Authority, CaAuthority, Identity as TunnelIdentity};
-use crate::tunnel::{self, wire, Action, Endpoint, Event, Role, TunnelId};
+use crate::tunnel::{self, wire, Action, CloseReason, Endpoint, Event, Role, TunnelId};
 
 /// Exit code: no usable certificate in the state directory.
 pub const EXIT_NOT_REGISTERED: u8 = 30;
@@ -134,20 +135,36 @@ enum RegistryResult {
 struct RegistryLink {
     url: String,
     id: Identity,
-    busy: bool,
-    results: mpsc::UnboundedSender<RegistryResult>,
+    /// One request of each kind at a time, none lost.
+    jobs: Jobs,
+    results: mpsc::UnboundedSender<(Job, RegistryResult)>,
     last_ok: Option<Instant>,
     last_error: Option<String>,
 }
 
 impl RegistryLink {
+    /// Ask the registry for `job`: now, or again once the same request
+    /// running now is answered ([`Self::done`]).
+    fn request(&mut self, job: Job) {
+        if self.jobs.request(job) {
+            self.spawn(job);
+        }
+    }
+
+    /// `job` is answered: start it again if it was asked for meanwhile.
+    fn done(&mut self, job: Job) {
+        if self.jobs.done(job) {
+            self.spawn(job);
+        }
+    }
+
     /// Run `job` against the registry on a blocking thread (HTTP and RSA
     /// take time; the event loop must not wait for them).
-    fn spawn(&mut self, job: fn(&mut Session<HttpTransport>) -> RegistryResult) {
-        if self.busy {
-            return;
-        }
-        self.busy = true;
+    fn spawn(&mut self, kind: Job) {
+        let job = match kind {
+            Job::NetworkConfig => netconfig_job,
+            Job::Bootstrap => bootstrap_job,
+        };
         let (url, id, tx) = (self.url.clone(), self.id.clone(), self.results.clone());
         tokio::task::spawn_blocking(move || {
             let r = HttpTransport::new(&url, Timeouts::default())
@@ -156,7 +173,10 @@ impl RegistryLink {
                     let mut s = Registry::new(t).session(id.ca, id.key, id.subnet.node);
                     job(&mut s)
                 });
-            let _ = tx.send(r.unwrap_or_else(|e| RegistryResult::Failed("registry", e)));
+            let _ = tx.send((
+                kind,
+                r.unwrap_or_else(|e| RegistryResult::Failed("registry", e)),
+            ));
         });
     }
 }
@@ -463,7 +483,7 @@ async fn run(config: Config) -> Result<(), Failure> {
     let registry = config.registry.clone().map(|url| RegistryLink {
         url,
         id: (*id).clone(),
-        busy: false,
+        jobs: Jobs::default(),
         results: tx,
         last_ok: None,
         last_error: None,
@@ -546,7 +566,7 @@ async fn run(config: Config) -> Result<(), Failure> {
                     node.on_datagram(from, n, &mut buf6, &mut out).await;
                 }
             }
-            Some(r) = registry_rx.recv() => node.on_registry(now(), r),
+            Some((job, r)) = registry_rx.recv() => node.on_registry(now(), job, r),
             Some(r) = lan_rx.recv() => node.on_lan(r).await,
             _ = lan.turn() => {}
             Ok((stream, _)) = status.accept() => node.answer_status(stream).await,
@@ -648,7 +668,7 @@ impl Node {
         if t >= self.netconf_check {
             self.netconf_check = t.add_millis(NETCONF_CHECK_MS);
             if let Some(r) = &mut self.registry {
-                r.spawn(netconfig_job);
+                r.request(Job::NetworkConfig);
             }
         }
         if self.cache_dirty && t.millis_since(self.cache_saved) >= CACHE_SAVE_MS {
@@ -791,6 +811,13 @@ impl Node {
             .collect()
     }
 
+    /// The node prefix of a subnet of this network (inverse of
+    /// [`Self::subnet_of`]).
+    fn node_of(&self, subnet: Ipv6Net) -> Option<Prefix> {
+        let p = Prefix::from_ipv6(subnet.addr(), subnet.prefix_len()).ok()?;
+        self.network_bits.strip(&p).filter(|n| !n.is_empty())
+    }
+
     fn subnet_of(&self, node: Prefix) -> Option<Ipv6Net> {
         let (a, l) = Subnet::new(self.network_bits, node).ok()?.ipv6();
         Some(Ipv6Net::new(a, l))
@@ -841,17 +868,17 @@ impl Node {
             }
             MeshAction::Bootstrap => {
                 if let Some(r) = &mut self.registry {
-                    r.spawn(bootstrap_job);
+                    r.request(Job::Bootstrap);
                 }
             }
         }
     }
 
-    fn on_registry(&mut self, t: Instant, r: RegistryResult) {
+    fn on_registry(&mut self, t: Instant, job: Job, r: RegistryResult) {
         let Some(reg) = &mut self.registry else {
             return;
         };
-        reg.busy = false;
+        reg.done(job);
         match r {
             RegistryResult::Bootstrap(None) => {
                 reg.last_ok = Some(t);
@@ -872,6 +899,8 @@ impl Node {
                     if let Err(e) = self.state.write_atomic(NETCONFIG_FILE, &raw, 0o644) {
                         warn!("storing the network config: {e}");
                     }
+                } else {
+                    debug!("network config version {}: unchanged", c.version.number);
                 }
                 self.netconf_version = Some(c.version.number);
                 // Revoked peers' tunnels close now; parameters apply to what
@@ -1092,6 +1121,14 @@ impl Node {
                     info!("tunnel {id} to {} closed: {reason:?}", p.subnet);
                     self.engine.remove_link(t, p.link);
                     self.tunnel_of.remove(&p.link);
+                    if reason == CloseReason::Revoked {
+                        // As re6st: a revoked node is dropped from the peer
+                        // cache, so the mesh manager does not try it again.
+                        if let Some(node) = self.node_of(p.subnet) {
+                            self.cache.remove(node);
+                            self.cache_dirty = true;
+                        }
+                    }
                 }
                 self.fib.retain(|hop| *hop != id);
                 self.mesh.closed(t, id);

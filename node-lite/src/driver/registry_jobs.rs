@@ -1,0 +1,103 @@
+//! When the node's registry requests start, without any I/O.
+//!
+//! Each request runs on a blocking thread. One of each kind at a time, and
+//! none is lost: a network config check asked for while a bootstrap
+//! request runs starts at once (the registry takes 3 s to answer "no peer"
+//! when no node runs beside it; a revocation must not wait for that, nor
+//! be skipped until the next hourly check), and one asked for while
+//! another network config request runs starts again when it ends (the
+//! running one may have been answered before the change that prompted the
+//! new request: a SIGHUP right after a revocation).
+
+/// A registry request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Job {
+    /// The network config (CRL, parameters).
+    NetworkConfig,
+    /// A bootstrap peer.
+    Bootstrap,
+}
+
+impl Job {
+    fn index(self) -> usize {
+        match self {
+            Job::NetworkConfig => 0,
+            Job::Bootstrap => 1,
+        }
+    }
+}
+
+/// Per kind: running, and asked for again meanwhile.
+#[derive(Debug, Default)]
+pub struct Jobs {
+    running: [bool; 2],
+    again: [bool; 2],
+}
+
+impl Jobs {
+    /// Ask for `job`: true when it is to start now; otherwise it starts
+    /// again when the running one is [`Self::done`].
+    pub fn request(&mut self, job: Job) -> bool {
+        let i = job.index();
+        if self.running[i] {
+            self.again[i] = true;
+            return false;
+        }
+        self.running[i] = true;
+        true
+    }
+
+    /// The running `job` finished (answered or failed): true when it is
+    /// to start again now.
+    pub fn done(&mut self, job: Job) -> bool {
+        let i = job.index();
+        self.running[i] = std::mem::take(&mut self.again[i]);
+        self.running[i]
+    }
+
+    pub fn running(&self, job: Job) -> bool {
+        self.running[job.index()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_starts_at_once() {
+        let mut j = Jobs::default();
+        assert!(j.request(Job::Bootstrap));
+        assert!(!j.done(Job::Bootstrap));
+        assert!(!j.running(Job::Bootstrap));
+        assert!(j.request(Job::NetworkConfig));
+        assert!(j.running(Job::NetworkConfig));
+    }
+
+    /// The bug this fixes: a network config check asked for during a
+    /// bootstrap request (SIGHUP, or the start-up check, which comes with
+    /// the first bootstrap request) was dropped, until the hourly check.
+    #[test]
+    fn netconfig_during_bootstrap_starts_at_once() {
+        let mut j = Jobs::default();
+        assert!(j.request(Job::Bootstrap));
+        assert!(j.request(Job::NetworkConfig));
+        assert!(!j.done(Job::Bootstrap));
+        assert!(j.running(Job::NetworkConfig));
+        assert!(!j.done(Job::NetworkConfig));
+    }
+
+    /// A check asked for (once or more) while one runs runs once more
+    /// after it: the first answer may predate the change.
+    #[test]
+    fn netconfig_during_netconfig_runs_again_once() {
+        let mut j = Jobs::default();
+        assert!(j.request(Job::NetworkConfig));
+        assert!(!j.request(Job::NetworkConfig));
+        assert!(!j.request(Job::NetworkConfig));
+        assert!(j.done(Job::NetworkConfig));
+        assert!(j.running(Job::NetworkConfig));
+        assert!(!j.done(Job::NetworkConfig));
+        assert!(!j.running(Job::NetworkConfig));
+    }
+}
