@@ -1,7 +1,8 @@
 //! The node's own small messages from untrusted senders: LAN discovery
 //! beacons (anyone on the LAN) and the control messages inside the overlay
 //! (UDP 326). A beacon that parses encodes back to the same bytes; the
-//! discovery state machine never trusts one its verifier refused.
+//! discovery state machine never trusts one its verifier refused; a network
+//! version whose signature is refused is neither passed on nor fetched.
 //! Run: cd node-lite/fuzz && cargo +nightly fuzz run node_messages
 #![no_main]
 
@@ -10,6 +11,7 @@ use std::net::Ipv6Addr;
 use libfuzzer_sys::fuzz_target;
 use node_lite::mesh::beacon::{Beacon, Discovery, Verdict};
 use node_lite::mesh::ctl::Msg;
+use node_lite::mesh::version::{Heard, Versions};
 use node_lite::time::Instant;
 
 fuzz_target!(|data: &[u8]| {
@@ -23,6 +25,12 @@ fuzz_target!(|data: &[u8]| {
     assert!(!d.trusted(2, from));
     if let Some(m) = Msg::parse(data) {
         // What parses, encodes and parses back the same.
-        assert_eq!(Msg::parse(&m.encode()), Some(m));
+        assert_eq!(Msg::parse(&m.encode()), Some(m.clone()));
+        if let Msg::Version(v) = m {
+            let mut w = Versions::new(None, true);
+            assert_eq!(w.heard(Instant::from_secs(1), &v, |_| false), Heard::Refused);
+            assert!(w.known().is_none() && !w.take_announce());
+            assert_eq!(w.poll_timeout(), None);
+        }
     }
 });

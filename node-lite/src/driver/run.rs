@@ -19,6 +19,7 @@ use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket as StdUdpSocket};
 use std::time::Duration;
 
 use log::{debug, info, warn};
+use registry_client::cert::Certificate;
 use registry_client::http::{HttpTransport, Timeouts};
 use registry_client::netconfig::{BabelHmac, NetworkConfig};
 use registry_client::state::{Identity, Loaded, StateDir, NETCONFIG_FILE};
@@ -47,6 +48,7 @@ use crate::mesh::beacon::{Beacon, Discovery, Verdict};
 use crate::mesh::cache::PeerCache;
 use crate::mesh::ctl;
 use crate::mesh::manager::{Action as MeshAction, Dir, Manager, Policy, State as MeshState};
+use crate::mesh::version::{Heard, Versions};
 use crate::net::Ipv6Net;
 use crate::time::Instant;
 use crate::tunnel::auth::{Authority, CaAuthority, Identity as TunnelIdentity};
@@ -268,6 +270,10 @@ struct Node {
     registry: Option<RegistryLink>,
     netconf_version: Option<u64>,
     netconf_check: Instant,
+    /// The network version peers tell us and we tell them.
+    versions: Versions,
+    /// Signs the network version.
+    ca: Certificate,
     started: Instant,
     /// Packets dropped (no route, malformed, too big, refused by the
     /// endpoint), reported at exit and in the status.
@@ -529,6 +535,11 @@ async fn run(config: Config) -> Result<(), Failure> {
         // At start when the registry is there: revocations since our last
         // run apply at once.
         netconf_check: t0,
+        versions: Versions::new(
+            netconf.as_ref().map(|n| &n.version),
+            config.registry.is_some(),
+        ),
+        ca: id.ca.clone(),
         started: t0,
         dropped: 0,
         scratch: vec![0u8; BUF_LEN],
@@ -638,6 +649,9 @@ impl Node {
         }
         if self.registry.is_some() {
             t = t.min(self.netconf_check);
+            if let Some(v) = self.versions.poll_timeout() {
+                t = t.min(v);
+            }
         }
         if self.cache_dirty {
             t = t.min(self.cache_saved.add_millis(CACHE_SAVE_MS));
@@ -670,6 +684,15 @@ impl Node {
             if let Some(r) = &mut self.registry {
                 r.request(Job::NetworkConfig);
             }
+        }
+        if let Some(r) = self
+            .registry
+            .as_mut()
+            .filter(|_| self.versions.fetch_due(t))
+        {
+            // A peer told of a newer network version.
+            r.request(Job::NetworkConfig);
+            self.versions.fetch_started(t);
         }
         if self.cache_dirty && t.millis_since(self.cache_saved) >= CACHE_SAVE_MS {
             self.save_cache();
@@ -903,6 +926,8 @@ impl Node {
                     debug!("network config version {}: unchanged", c.version.number);
                 }
                 self.netconf_version = Some(c.version.number);
+                // A newer one than peers told: flush tells them.
+                self.versions.fetched(t, Some(&c.version));
                 // Revoked peers' tunnels close now; parameters apply to what
                 // comes next (re6st re-execs for those).
                 self.endpoint.apply_crl(&c.crl);
@@ -911,6 +936,9 @@ impl Node {
                 self.link_template = link_template(self.link_local, Some(&c));
             }
             RegistryResult::Failed(what, e) => {
+                if job == Job::NetworkConfig {
+                    self.versions.fetched(t, None);
+                }
                 warn!("registry: {what}: {e}");
                 reg.last_error = Some(format!("{what}: {e}"));
             }
@@ -961,6 +989,9 @@ impl Node {
         }
         while let Some(ev) = self.engine.poll_event() {
             self.on_route_event(ev);
+        }
+        if self.versions.take_announce() {
+            self.announce_version(None, out).await;
         }
         // Rare (a seqno request for our prefix), and a crash must not lose it.
         let seqno = self.engine.seqno();
@@ -1103,17 +1134,13 @@ impl Node {
                     let _ = self.endpoint.close(t, dup);
                 }
                 self.cache_dirty = true;
-                // Tell the peer how we see it: its public address.
-                let msg = ctl::Msg::Seen(addr).encode();
-                let u = Udp {
-                    src: self.link_local,
-                    dst: ALL_NODES,
-                    src_port: ctl::PORT,
-                    dst_port: ctl::PORT,
-                    hop_limit: 1,
-                    payload: &msg,
-                };
-                self.send_packet_in(id, &u, out).await;
+                // Tell the peer how we see it (its public address) and the
+                // network version we know.
+                self.send_link_ctl(id, &ctl::Msg::Seen(addr), out).await;
+                if let Some(v) = self.versions.known() {
+                    let msg = ctl::Msg::Version(v.clone());
+                    self.send_link_ctl(id, &msg, out).await;
+                }
             }
             Event::Rekeyed { id } => debug!("tunnel {id} rekeyed"),
             Event::Closed { id, reason } => {
@@ -1147,6 +1174,20 @@ impl Node {
             self.seal_and_send(tid, &pkt[..n], out).await;
         }
         self.scratch = pkt;
+    }
+
+    /// A control message to the peer at the other end of tunnel `tid`.
+    async fn send_link_ctl(&mut self, tid: TunnelId, msg: &ctl::Msg, out: &mut [u8]) {
+        let msg = msg.encode();
+        let u = Udp {
+            src: self.link_local,
+            dst: ALL_NODES,
+            src_port: ctl::PORT,
+            dst_port: ctl::PORT,
+            hop_limit: 1,
+            payload: &msg,
+        };
+        self.send_packet_in(tid, &u, out).await;
     }
 
     /// A control message from our address to a node, routed over the overlay.
@@ -1250,7 +1291,7 @@ impl Node {
         let (src, dst) = (h.src(), h.dst());
         if dst.is_multicast() || dst.is_unicast_link_local() {
             // The peer itself speaking: Babel, or how it sees us.
-            self.on_link_message(tid, packet).await;
+            self.on_link_message(tid, packet, out).await;
             return;
         }
         if dst == self.address && h.next_header() == ip::NEXT_UDP {
@@ -1277,7 +1318,7 @@ impl Node {
         self.send_through(next, packet, out, false).await;
     }
 
-    async fn on_link_message(&mut self, tid: TunnelId, packet: &[u8]) {
+    async fn on_link_message(&mut self, tid: TunnelId, packet: &[u8], out: &mut [u8]) {
         let Some(u) = Udp::parse(packet) else { return };
         let Some(link) = self.peers.get(&tid).map(|p| p.link) else {
             return;
@@ -1288,8 +1329,8 @@ impl Node {
                 self.engine
                     .handle_packet(now(), link, from, u.dst, u.payload);
             }
-            ctl::PORT => {
-                if let Some(ctl::Msg::Seen(a)) = ctl::Msg::parse(u.payload) {
+            ctl::PORT => match ctl::Msg::parse(u.payload) {
+                Some(ctl::Msg::Seen(a)) => {
                     let mine = SocketAddr::new(a.ip(), self.port);
                     if self.own_addrs.first() != Some(&mine) {
                         debug!("a peer sees us at {a}");
@@ -1298,8 +1339,59 @@ impl Node {
                         .retain(|x| *x != mine && x.is_ipv4() != mine.is_ipv4());
                     self.own_addrs.insert(0, mine);
                 }
-            }
+                Some(ctl::Msg::Version(v)) => self.on_version(tid, v, out).await,
+                _ => {}
+            },
             _ => {}
+        }
+    }
+
+    /// A tunnel peer tells the network version it knows (re6st's code 0).
+    async fn on_version(
+        &mut self,
+        tid: TunnelId,
+        v: registry_client::netconfig::Version,
+        out: &mut [u8],
+    ) {
+        let ca = self.ca.public_key();
+        let ours = self
+            .versions
+            .known()
+            .map_or_else(|| "none".into(), |k| k.number.to_string());
+        match self.versions.heard(now(), &v, |v| v.verify(ca).is_ok()) {
+            Heard::Same => debug!("tunnel {tid}: network version {} (ours too)", v.number),
+            Heard::Older => {
+                debug!("tunnel {tid}: network version {}, ours {ours}", v.number);
+                self.announce_version(Some(tid), out).await;
+            }
+            Heard::Refused => debug!("tunnel {tid}: network version {}: bad signature", v.number),
+            Heard::Newer => {
+                // flush passes it on to every peer.
+                info!(
+                    "tunnel {tid}: network version {} (ours {ours}){}",
+                    v.number,
+                    if self.registry.is_some() {
+                        ", fetching the network config"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+    }
+
+    /// Tell the network version we know to one tunnel peer, or all.
+    async fn announce_version(&mut self, to: Option<TunnelId>, out: &mut [u8]) {
+        let Some(v) = self.versions.known() else {
+            return;
+        };
+        let msg = ctl::Msg::Version(v.clone());
+        let tids: Vec<TunnelId> = match to {
+            Some(t) => vec![t],
+            None => self.peers.keys().copied().collect(),
+        };
+        for tid in tids {
+            self.send_link_ctl(tid, &msg, out).await;
         }
     }
 

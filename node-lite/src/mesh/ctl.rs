@@ -1,10 +1,14 @@
 //! The node-to-node control messages, carried as UDP port 326 inside the
 //! overlay as re6st does (reference §3.3): a node asks another for its
-//! underlay addresses, and tells each tunnel peer the address it sees it
-//! at, which is how a node learns its own public address.
+//! underlay addresses, tells each tunnel peer the address it sees it at,
+//! which is how a node learns its own public address, and the network
+//! config version it knows.
 //!
 //! Payload: `code ‖ data`. Addresses use re6st's text form,
-//! `ip,port,proto;...` (proto `udp` or `udp6`: our tunnels are UDP).
+//! `ip,port,proto;...` (proto `udp` or `udp6`: our tunnels are UDP). The
+//! version is re6st's code 0: the registry's version blob as is,
+//! `packInteger(n) ‖ CA signature`, which the receiver checks before it
+//! believes the number (see [`super::version`]).
 //! re6st authenticates these messages with a per-peer session; here they
 //! only ever travel inside tunnels, each hop of which authenticated its
 //! peer's certificate, and an address learnt this way is only a hint: the
@@ -12,12 +16,18 @@
 
 use std::net::SocketAddr;
 
+use registry_client::netconfig::Version;
+
 pub const PORT: u16 = 326;
+const CODE_VERSION: u8 = 0;
 const CODE_ADDRESS: u8 = 1;
 /// Ours (re6st learns its address from OpenVPN instead).
 const CODE_SEEN: u8 = 0x41;
 /// Entries in an address answer; more would be noise.
 const MAX_ADDRS: usize = 8;
+/// Longest version blob: a packed integer (at most 8 bytes) and an RSA
+/// signature of up to 8192 bits.
+const MAX_VERSION: usize = 8 + 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Msg {
@@ -27,6 +37,9 @@ pub enum Msg {
     Address(Vec<SocketAddr>),
     /// "I see you at this address" (to a tunnel peer).
     Seen(SocketAddr),
+    /// "The network config version I know" (re6st code 0), signature
+    /// not checked yet.
+    Version(Version),
 }
 
 fn format_addrs(addrs: &[SocketAddr]) -> String {
@@ -51,10 +64,16 @@ fn parse_addrs(text: &str) -> Vec<SocketAddr> {
 
 impl Msg {
     pub fn encode(&self) -> Vec<u8> {
+        if let Msg::Version(v) = self {
+            let mut out = vec![CODE_VERSION];
+            out.extend_from_slice(&v.raw);
+            return out;
+        }
         let (code, data) = match self {
             Msg::AddressRequest => (CODE_ADDRESS, String::new()),
             Msg::Address(a) => (CODE_ADDRESS, format_addrs(&a[..a.len().min(MAX_ADDRS)])),
             Msg::Seen(a) => (CODE_SEEN, format_addrs(&[*a])),
+            Msg::Version(_) => unreachable!("binary, encoded above"),
         };
         let mut out = vec![code];
         out.extend_from_slice(data.as_bytes());
@@ -64,6 +83,12 @@ impl Msg {
     /// None for unknown codes and unusable data (ignored, as re6st does).
     pub fn parse(payload: &[u8]) -> Option<Msg> {
         let (&code, data) = payload.split_first()?;
+        if code == CODE_VERSION {
+            return (data.len() <= MAX_VERSION)
+                .then(|| Version::parse(data).ok())
+                .flatten()
+                .map(Msg::Version);
+        }
         let text = std::str::from_utf8(data).ok()?;
         match code {
             CODE_ADDRESS if text.is_empty() => Some(Msg::AddressRequest),
@@ -89,7 +114,10 @@ mod tests {
             m.encode(),
             b"\x01198.51.100.7,1194,udp;2001:db8::7,1194,udp6"
         );
-        for m in [Msg::AddressRequest, m, Msg::Seen(a)] {
+        let v = Version::parse(b"\x21\x0csignature").unwrap();
+        assert_eq!(v.number, 300);
+        assert_eq!(Msg::Version(v.clone()).encode(), b"\x00\x21\x0csignature");
+        for m in [Msg::AddressRequest, m, Msg::Seen(a), Msg::Version(v)] {
             assert_eq!(Msg::parse(&m.encode()), Some(m));
         }
     }
@@ -101,6 +129,15 @@ mod tests {
         assert_eq!(Msg::parse(b"\x01\xff"), None);
         assert_eq!(Msg::parse(b"\x01nonsense"), None);
         assert_eq!(Msg::parse(b"\x41198.51.100.7,0,udp"), None);
+        // A version needs a number and a signature, of sane length.
+        assert_eq!(Msg::parse(b"\x00"), None);
+        assert_eq!(Msg::parse(b"\x00\x21"), None);
+        assert_eq!(Msg::parse(b"\x00\x21\x0c"), None);
+        let mut long = vec![0u8, 1];
+        long.resize(1 + 8 + 1024, 7);
+        assert!(matches!(Msg::parse(&long), Some(Msg::Version(_))));
+        long.push(7);
+        assert_eq!(Msg::parse(&long), None);
         // TCP (OpenVPN) entries of a real re6st node are skipped.
         assert_eq!(
             Msg::parse(b"\x01198.51.100.7,1194,tcp;198.51.100.7,1194,udp,FR"),
