@@ -3,7 +3,7 @@
 //! single bootstrap address, every node reaches every other, tunnels are
 //! refreshed without breaking a running ping, a dead node is routed
 //! around, and a node restarted with the registry gone rejoins from its
-//! peer cache. Figures (time to full reachability, re-route time, RSS,
+//! peer cache. Tunnel peers exchange the network version. Figures (time to full reachability, re-route time, RSS,
 //! control traffic) are printed for the issue note.
 
 use std::time::{Duration, Instant};
@@ -57,6 +57,16 @@ fn ten_node_mesh() {
             m.status_text(i)
         );
     }
+    // Each new tunnel's peers tell each other the network version (they
+    // all have the registry's, from registration).
+    let silent: Vec<usize> = (0..N)
+        .filter(|&i| !m.log_of(i).contains("(ours too)"))
+        .collect();
+    assert!(
+        silent.is_empty(),
+        "no network version heard by {silent:?}\n{}",
+        m.logs()
+    );
     println!("node 0 status:\n{}", m.status_text(0));
     let json = m.status_json(1);
     for key in [
