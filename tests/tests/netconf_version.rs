@@ -1,15 +1,19 @@
-//! Network version propagation between nodes (re6st's code 0): a node
-//! restarted with a newer network config (the registry revoked a
-//! certificate since the others registered) tells its tunnel peers, who
-//! check the CA signature and pass it on, so every node learns of it.
+//! Network version propagation between nodes (re6st's code 0).
 //!
-//! Not covered here: the fetch that follows. Nodes in namespaces cannot
-//! reach the registry (127.0.0.1 of the root namespace), so they run with
-//! no `registry` option and only pass the version on; the fetch decision is
-//! unit-tested in node-lite's `mesh::version`.
+//! 1. With no registry: a node restarted with a newer network config (the
+//!    registry revoked a certificate since the others registered) tells its
+//!    tunnel peers, who check the CA signature and pass it on, so every
+//!    node learns of it.
+//! 2. With the registry reachable (a [`Forward`] in each namespace): only
+//!    node 0 re-checks (SIGHUP) after a revocation; the others hear the new
+//!    version from their peers and fetch and apply the new config
+//!    themselves, long before their hourly check.
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
+use re6st_integration::forward::Forward;
 use re6st_integration::mesh::Mesh;
 use re6st_integration::netns::wait_until;
 use re6st_integration::registry::{identity, register_anonymous, Options, TempDir};
@@ -68,4 +72,72 @@ fn newer_version_floods_the_mesh() {
     // And passes it on: a node meeting it afterwards finds it the same.
     let same = format!("network version {} (ours too)", c.version.number);
     assert!((0..N).any(|i| m.log_of(i).contains(&same)), "{}", m.logs());
+}
+
+/// The `network_config_version` in node `i`'s status.
+fn netconf_version(m: &Mesh, i: usize) -> Option<u64> {
+    let s = m.status_json(i);
+    let key = r#""network_config_version":"#;
+    let v = &s[s.find(key)? + key.len()..];
+    v[..v.find(|c: char| !c.is_ascii_digit())?].parse().ok()
+}
+
+#[test]
+fn newer_version_is_fetched_by_every_node() {
+    let n = 3;
+    let mut m = Mesh::build(n, Options::default());
+    let url = m.registry.url();
+    let registry = SocketAddr::from(([127, 0, 0, 1], m.registry.port));
+    // Declared after the mesh: dropped first, also on panic.
+    let _forwards: Vec<Forward> = m
+        .nodes
+        .iter()
+        .map(|n| Forward::start(&n.ns, registry, registry))
+        .collect();
+    for node in &mut m.nodes {
+        node.options.push(format!("registry={url}"));
+    }
+    m.spawn_all();
+    let all: Vec<usize> = (0..n).collect();
+    let up = wait_until(Duration::from_secs(60), || {
+        m.all_ping(&all) && (0..n).all(|i| netconf_version(&m, i).is_some())
+    });
+    assert!(up.is_some(), "mesh not up\n{}", m.logs());
+    let old = netconf_version(&m, 0).expect("version");
+
+    // A revocation bumps the version; only node 0 re-checks.
+    let tmp = TempDir::new("netver-fetch");
+    let other = tmp.sub("other");
+    register_anonymous(&url, &other);
+    let serial = identity(&other).cert.serial_u64().expect("serial");
+    let (code, _) = m.registry.get(&format!("/revoke?cn_or_serial={serial}"));
+    assert_eq!(code, 204, "{}", m.registry.log());
+    let pid = m.nodes[0].proc.as_ref().expect("running").pid();
+    let hup = Instant::now();
+    let ok = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+
+    let fetched = wait_until(Duration::from_secs(30), || {
+        (0..n).all(|i| netconf_version(&m, i).is_some_and(|v| v > old))
+    });
+    assert!(
+        fetched.is_some(),
+        "versions {:?} after {old}\n{}",
+        (0..n).map(|i| netconf_version(&m, i)).collect::<Vec<_>>(),
+        m.logs()
+    );
+    println!(
+        "SIGHUP to node 0 to the new network config on all {n} nodes: {:.1} s",
+        hup.elapsed().as_secs_f64()
+    );
+    for i in 1..n {
+        assert!(
+            m.log_of(i).contains("fetching the network config"),
+            "node {i} did not fetch on a peer's word\n{}",
+            m.logs()
+        );
+    }
 }
