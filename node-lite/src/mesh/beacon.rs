@@ -21,6 +21,7 @@ use registry_client::Prefix;
 use sha2::{Digest, Sha256};
 
 use crate::time::Instant;
+use crate::tunnel::cookie::TokenBucket;
 
 pub const PORT: u16 = 326;
 /// Distinct from every code of re6st's messages on the same port.
@@ -34,7 +35,7 @@ const ANSWER_MS: u64 = 200;
 const MIN_GAP_MS: u64 = 1_000;
 /// RSA verifications: a burst of this many, then one per second.
 const VERIFY_BURST: u32 = 4;
-const VERIFY_EVERY_MS: u64 = 1_000;
+const VERIFY_PER_SEC: u32 = 1;
 /// Neighbours remembered; more on one LAN is not a branch office.
 const MAX_KNOWN: usize = 256;
 
@@ -114,8 +115,7 @@ pub struct Discovery {
     known: Vec<Known>,
     /// Digests of beacons refused lately (another network's nodes, say).
     refused: Vec<[u8; 32]>,
-    tokens: u32,
-    refill: Instant,
+    verifications: TokenBucket,
 }
 
 impl Discovery {
@@ -126,8 +126,7 @@ impl Discovery {
             last_sent: None,
             known: Vec::new(),
             refused: Vec::new(),
-            tokens: VERIFY_BURST,
-            refill: now,
+            verifications: TokenBucket::new(VERIFY_PER_SEC, VERIFY_BURST, now),
         }
     }
 
@@ -177,15 +176,9 @@ impl Discovery {
         if self.refused.contains(&digest) {
             return Verdict::Ignored;
         }
-        let earned = (now.millis_since(self.refill) / VERIFY_EVERY_MS) as u32;
-        if earned > 0 {
-            self.tokens = (self.tokens + earned).min(VERIFY_BURST);
-            self.refill = now;
-        }
-        if self.tokens == 0 {
+        if !self.verifications.try_take(now) {
             return Verdict::RateLimited;
         }
-        self.tokens -= 1;
         let prefix = match verify(&beacon) {
             Ok(p) => p,
             Err(e) => {
