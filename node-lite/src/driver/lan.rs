@@ -172,7 +172,7 @@ impl Lan {
             let Some((adv, sock)) = &mut i.ra else {
                 continue;
             };
-            if adv.poll_timeout() <= t && !link_local_ready(i.index) {
+            if adv.poll_timeout() <= t && super::lan_babel::link_local(i.index).is_none() {
                 // Else the kernel would pick the global source, which hosts
                 // ignore: wait for duplicate address detection to finish.
                 adv.not_ready(t);
@@ -259,20 +259,6 @@ fn mac(s: &str) -> Option<[u8; 6]> {
         *b = u8::from_str_radix(parts.next()?, 16).ok()?;
     }
     (parts.next().is_none() && m != [0; 6]).then_some(m)
-}
-
-/// Whether interface `index` has a link-local address that is usable
-/// (not tentative, not failed duplicate address detection).
-fn link_local_ready(index: u32) -> bool {
-    const TENTATIVE_OR_DADFAILED: u32 = 0x40 | 0x08;
-    let text = std::fs::read_to_string("/proc/net/if_inet6").unwrap_or_default();
-    text.lines().any(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let hex = |i: usize| f.get(i).and_then(|x| u32::from_str_radix(x, 16).ok());
-        hex(1) == Some(index)
-            && hex(3) == Some(0x20)
-            && hex(4).is_some_and(|flags| flags & TENTATIVE_OR_DADFAILED == 0)
-    })
 }
 
 /// Whether `a` is an address of this host (`/proc/net/if_inet6`).

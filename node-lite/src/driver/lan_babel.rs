@@ -74,6 +74,26 @@ fn bind(addr: Ipv6Addr, port: u16, index: u32) -> io::Result<UdpSocket> {
     UdpSocket::from_std(s)
 }
 
+/// Hand each datagram (up to `max` bytes) arriving on `sock` to the event
+/// loop as `wrap(sender, bytes)`, until the loop is gone.
+fn feed(
+    sock: Arc<UdpSocket>,
+    max: usize,
+    tx: &mpsc::UnboundedSender<Received>,
+    wrap: impl Fn(SocketAddrV6, Vec<u8>) -> Received + Send + 'static,
+) {
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; max];
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            let SocketAddr::V6(from) = from else { continue };
+            if tx.send(wrap(from, buf[..n].to_vec())).is_err() {
+                break;
+            }
+        }
+    });
+}
+
 impl Lan {
     /// Open the sockets on interface `index` (link-local address `local`)
     /// and start the tasks that feed `tx`.
@@ -93,42 +113,18 @@ impl Lan {
         let beacons = bind(ALL_NODES, beacon::PORT, index)?;
         let unicast = Arc::new(unicast);
         for (sock, to) in [(unicast.clone(), local), (Arc::new(group), BABEL_GROUP)] {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 1500];
-                while let Ok((n, from)) = sock.recv_from(&mut buf).await {
-                    let SocketAddr::V6(from) = from else { continue };
-                    let bytes = buf[..n].to_vec();
-                    if tx
-                        .send(Received::Babel {
-                            index,
-                            from,
-                            to,
-                            bytes,
-                        })
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
+            feed(sock, 1500, tx, move |from, bytes| Received::Babel {
+                index,
+                from,
+                to,
+                bytes,
             });
         }
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            while let Ok((n, from)) = beacons.recv_from(&mut buf).await {
-                let SocketAddr::V6(from) = from else { continue };
-                let bytes = buf[..n].to_vec();
-                if tx
-                    .send(Received::Beacon {
-                        index,
-                        from: *from.ip(),
-                        bytes,
-                    })
-                    .is_err()
-                {
-                    break;
-                }
+        feed(Arc::new(beacons), 4096, tx, move |from, bytes| {
+            Received::Beacon {
+                index,
+                from: *from.ip(),
+                bytes,
             }
         });
         Ok(Lan {
