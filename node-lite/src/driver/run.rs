@@ -781,7 +781,7 @@ impl Node {
                 let Some(lan) = self.lans.iter().find(|l| l.index == index) else {
                     return;
                 };
-                let name = lan.name.clone();
+                let (name, link) = (lan.name.clone(), lan.link);
                 let (authority, own) = (self.endpoint.authority(), self.subnet);
                 let network_bits = self.network_bits;
                 let verdict = self.discovery.on_beacon(t, index, from, &bytes, |b| {
@@ -799,12 +799,10 @@ impl Node {
                 match verdict {
                     Verdict::New(p) => {
                         info!("LAN: node {} at {from}%{name}", p.to_cn());
-                        if let Some(lan) = self.lans.iter().find(|l| l.index == index) {
-                            // 2-out-of-3 wants two Hellos: both soon, after
-                            // our beacon (due in 200 ms) makes us trusted.
-                            self.lan_hellos.push((lan.link, t.add_millis(300)));
-                            self.lan_hellos.push((lan.link, t.add_millis(700)));
-                        }
+                        // 2-out-of-3 wants two Hellos: both soon, after our
+                        // beacon (due in 200 ms) makes us trusted.
+                        self.lan_hellos.push((link, t.add_millis(300)));
+                        self.lan_hellos.push((link, t.add_millis(700)));
                     }
                     Verdict::Refused(e) => info!("LAN: ignoring {from}%{name}: {e}"),
                     Verdict::Known | Verdict::Ignored | Verdict::RateLimited => {}
@@ -967,7 +965,7 @@ impl Node {
         let mut payload = [0u8; 1500];
         while let Some(tx) = self.engine.poll_transmit(t, &mut payload) {
             let Some(&tid) = self.tunnel_of.get(&tx.link) else {
-                if let Some(lan) = self.lans.iter().find(|l| l.link == tx.link) {
+                if let Some(lan) = self.lan_of(tx.link) {
                     lan.send_babel(tx.dst, &payload[..tx.len]).await;
                 }
                 continue;
@@ -1020,7 +1018,7 @@ impl Node {
                         ..Route::dev(dst, self.tun_index)
                     });
                     self.set_kernel_route(dst, src, kernel);
-                } else if let Some(lan) = self.lans.iter().find(|l| l.link == r.link) {
+                } else if let Some(lan) = self.lan_of(r.link) {
                     debug!(
                         "route {dst} from {src} via {}%{} metric {}",
                         r.next_hop, lan.name, r.metric
@@ -1305,8 +1303,12 @@ impl Node {
         // Ours, or no tunnel for it (a LAN neighbour's, the outside through
         // a gateway): the kernel routes it. Were the kernel to send it back
         // to the TUN device, on_kernel_packet drops it.
-        let next = self.fib.lookup(dst, src).copied();
-        let Some(next) = next.filter(|_| !self.subnet.contains(dst)) else {
+        let next = if self.subnet.contains(dst) {
+            None
+        } else {
+            self.fib.lookup(dst, src).copied()
+        };
+        let Some(next) = next else {
             let _ = self.tun.get_ref().send(packet);
             return;
         };
@@ -1499,11 +1501,14 @@ impl Node {
         rows
     }
 
+    /// The LAN interface of Babel link `link`, if it is one.
+    fn lan_of(&self, link: LinkId) -> Option<&Lan> {
+        self.lans.iter().find(|l| l.link == link)
+    }
+
     /// JSON name of the LAN interface of Babel link `link`, or null.
     fn lan_name(&self, link: LinkId) -> String {
-        self.lans
-            .iter()
-            .find(|l| l.link == link)
+        self.lan_of(link)
             .map_or_else(|| "null".into(), |l| json::string(&l.name))
     }
 
@@ -1736,10 +1741,7 @@ impl Node {
                 net_of(&r.prefix).to_string(),
                 net_of(&r.src_prefix).to_string(),
                 r.metric,
-                match (
-                    self.tunnel_of.get(&r.link),
-                    self.lans.iter().find(|l| l.link == r.link)
-                ) {
+                match (self.tunnel_of.get(&r.link), self.lan_of(r.link)) {
                     (Some(t), _) => t.to_string(),
                     (None, Some(l)) => l.name.clone(),
                     _ => "-".into(),
