@@ -743,7 +743,7 @@ impl Node {
                     info!("babel on {name} ({local})");
                     self.lans.push(lan);
                     // A new interface announces us at once.
-                    self.discovery = Discovery::new(t);
+                    self.discovery.announce(t);
                 }
                 Err(e) => {
                     warn!("babel_interface {name}: {e}");

@@ -130,6 +130,12 @@ impl Discovery {
         }
     }
 
+    /// Send the next beacon now (a new interface), keeping the neighbours
+    /// proven on the others.
+    pub fn announce(&mut self, now: Instant) {
+        self.next_send = self.next_send.min(now);
+    }
+
     pub fn poll_timeout(&self) -> Instant {
         self.known
             .iter()
@@ -287,6 +293,20 @@ mod tests {
         let later = t0.add_millis(30_000 + TRUST_MS + 1);
         d.handle_timeout(later);
         assert!(!d.trusted(2, ll(1)), "expired without beacons");
+    }
+
+    #[test]
+    fn announcing_on_a_new_interface_keeps_the_proven_neighbours() {
+        let t0 = Instant::from_secs(100);
+        let mut d = Discovery::new(t0);
+        assert!(d.handle_timeout(t0));
+        d.on_beacon(t0, 2, ll(1), &beacon(), |_| Ok(prefix()));
+        assert!(d.handle_timeout(t0.add_millis(MIN_GAP_MS)), "the answer");
+        let t1 = t0.add_millis(5_000);
+        d.announce(t1);
+        assert_eq!(d.poll_timeout(), t1);
+        assert!(d.handle_timeout(t1));
+        assert!(d.trusted(2, ll(1)));
     }
 
     #[test]
