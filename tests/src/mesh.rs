@@ -3,9 +3,11 @@
 //! joined by one IPv4 bridge (the "underlay", 198.51.100.0/24) in a hub
 //! namespace. Everything goes away on drop, also when a test panics.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::forward::Forward;
 use crate::netns::{Netns, Proc};
 use crate::registry::{identity, node_bin, register_anonymous, Options, Registry, TempDir};
 
@@ -238,6 +240,40 @@ impl Mesh {
             .output()
             .expect("re6st-lite status");
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The number right after `key` (`"network_config_version":`) in node
+    /// `i`'s `status --json`, if there is one.
+    pub fn status_number(&self, i: usize, key: &str) -> Option<u64> {
+        let s = self.status_json(i);
+        let v = &s[s.find(key)? + key.len()..];
+        v[..v.find(|c: char| !c.is_ascii_digit())?].parse().ok()
+    }
+
+    /// SIGHUP to node `i`: it re-checks the network config now.
+    pub fn sighup(&self, i: usize) {
+        let pid = self.nodes[i].proc.as_ref().expect("node running").pid();
+        let ok = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success(), "SIGHUP to node {i}");
+    }
+
+    /// Make the registry reachable from every node at its own URL and give
+    /// the nodes `registry=<url>`; before [`Mesh::spawn_all`]. Keep the
+    /// forwarders in a variable declared after the mesh, so that they go
+    /// first, also on panic.
+    pub fn registry_in_every_node(&mut self) -> Vec<Forward> {
+        let url = self.registry.url();
+        let registry = SocketAddr::from(([127, 0, 0, 1], self.registry.port));
+        self.nodes
+            .iter_mut()
+            .map(|n| {
+                n.options.push(format!("registry={url}"));
+                Forward::start(&n.ns, registry, registry)
+            })
+            .collect()
     }
 
     /// Tunnels of node `i` that are up, from its status.

@@ -9,11 +9,8 @@
 //!    version from their peers and fetch and apply the new config
 //!    themselves, long before their hourly check.
 
-use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use re6st_integration::forward::Forward;
 use re6st_integration::mesh::Mesh;
 use re6st_integration::netns::wait_until;
 use re6st_integration::registry::{identity, register_anonymous, Options, TempDir};
@@ -74,36 +71,22 @@ fn newer_version_floods_the_mesh() {
     assert!((0..N).any(|i| m.log_of(i).contains(&same)), "{}", m.logs());
 }
 
-/// The `network_config_version` in node `i`'s status.
-fn netconf_version(m: &Mesh, i: usize) -> Option<u64> {
-    let s = m.status_json(i);
-    let key = r#""network_config_version":"#;
-    let v = &s[s.find(key)? + key.len()..];
-    v[..v.find(|c: char| !c.is_ascii_digit())?].parse().ok()
-}
+const VERSION: &str = r#""network_config_version":"#;
 
 #[test]
 fn newer_version_is_fetched_by_every_node() {
     let n = 3;
     let mut m = Mesh::build(n, Options::default());
     let url = m.registry.url();
-    let registry = SocketAddr::from(([127, 0, 0, 1], m.registry.port));
     // Declared after the mesh: dropped first, also on panic.
-    let _forwards: Vec<Forward> = m
-        .nodes
-        .iter()
-        .map(|n| Forward::start(&n.ns, registry, registry))
-        .collect();
-    for node in &mut m.nodes {
-        node.options.push(format!("registry={url}"));
-    }
+    let _forwards = m.registry_in_every_node();
     m.spawn_all();
     let all: Vec<usize> = (0..n).collect();
     let up = wait_until(Duration::from_secs(60), || {
-        m.all_ping(&all) && (0..n).all(|i| netconf_version(&m, i).is_some())
+        m.all_ping(&all) && (0..n).all(|i| m.status_number(i, VERSION).is_some())
     });
     assert!(up.is_some(), "mesh not up\n{}", m.logs());
-    let old = netconf_version(&m, 0).expect("version");
+    let old = m.status_number(0, VERSION).expect("version");
 
     // A revocation bumps the version; only node 0 re-checks.
     let tmp = TempDir::new("netver-fetch");
@@ -112,21 +95,18 @@ fn newer_version_is_fetched_by_every_node() {
     let serial = identity(&other).cert.serial_u64().expect("serial");
     let (code, _) = m.registry.get(&format!("/revoke?cn_or_serial={serial}"));
     assert_eq!(code, 204, "{}", m.registry.log());
-    let pid = m.nodes[0].proc.as_ref().expect("running").pid();
     let hup = Instant::now();
-    let ok = Command::new("kill")
-        .args(["-HUP", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success());
+    m.sighup(0);
 
     let fetched = wait_until(Duration::from_secs(30), || {
-        (0..n).all(|i| netconf_version(&m, i).is_some_and(|v| v > old))
+        (0..n).all(|i| m.status_number(i, VERSION).is_some_and(|v| v > old))
     });
     assert!(
         fetched.is_some(),
         "versions {:?} after {old}\n{}",
-        (0..n).map(|i| netconf_version(&m, i)).collect::<Vec<_>>(),
+        (0..n)
+            .map(|i| m.status_number(i, VERSION))
+            .collect::<Vec<_>>(),
         m.logs()
     );
     println!(

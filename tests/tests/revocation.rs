@@ -12,11 +12,8 @@
 //! keeps its tunnel to node 2 and reaches it. The time from SIGHUP to the
 //! teardown is printed.
 
-use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use re6st_integration::forward::Forward;
 use re6st_integration::mesh::Mesh;
 use re6st_integration::netns::wait_until;
 use re6st_integration::registry::{identity, Options};
@@ -31,6 +28,9 @@ fn options() -> Options {
 }
 
 /// The tunnel rows of a `status --json` (each from its `{"id":`).
+const VERSION: &str = r#""network_config_version":"#;
+const CACHE_SIZE: &str = r#""peer_cache":{"size":"#;
+
 fn tunnel_rows(status: &str) -> Vec<&str> {
     let Some(start) = status.find(r#""tunnels":["#) else {
         return Vec::new();
@@ -57,31 +57,6 @@ fn any_tunnel(m: &Mesh, from: usize, to: usize) -> bool {
         .any(|r| r.contains(&peer))
 }
 
-/// The `network_config_version` in node `i`'s status.
-fn netconf_version(m: &Mesh, i: usize) -> Option<u64> {
-    let s = m.status_json(i);
-    let key = r#""network_config_version":"#;
-    let v = &s[s.find(key)? + key.len()..];
-    v[..v.find(|c: char| !c.is_ascii_digit())?].parse().ok()
-}
-
-/// The size of node `i`'s peer cache, from its status.
-fn cache_size(m: &Mesh, i: usize) -> Option<usize> {
-    let s = m.status_json(i);
-    let key = r#""peer_cache":{"size":"#;
-    let v = &s[s.find(key)? + key.len()..];
-    v[..v.find(|c: char| !c.is_ascii_digit())?].parse().ok()
-}
-
-fn sighup(m: &Mesh, i: usize) {
-    let pid = m.nodes[i].proc.as_ref().expect("node running").pid();
-    let ok = Command::new("kill")
-        .args(["-HUP", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success(), "SIGHUP to node {i}");
-}
-
 /// "tunnel N to <prefix> at ... is up" lines of node `i`'s log about `peer`.
 fn ups(m: &Mesh, i: usize, peer: usize) -> usize {
     let to = format!(" to {} at ", m.nodes[peer].prefix);
@@ -100,17 +75,8 @@ fn tries(m: &Mesh, i: usize, peer: usize) -> usize {
 #[test]
 fn revoked_peer_tunnel_is_torn_down() {
     let mut m = Mesh::build(3, options());
-    let url = m.registry.url();
-    let registry = SocketAddr::from(([127, 0, 0, 1], m.registry.port));
     // Declared after the mesh: dropped first, also on panic.
-    let forwards: Vec<Forward> = m
-        .nodes
-        .iter()
-        .map(|n| Forward::start(&n.ns, registry, registry))
-        .collect();
-    for n in &mut m.nodes {
-        n.options.push(format!("registry={url}"));
-    }
+    let forwards = m.registry_in_every_node();
     m.spawn_all();
 
     // 1. The mesh is up: node 0 has a tunnel to node 1 and reaches both.
@@ -118,7 +84,9 @@ fn revoked_peer_tunnel_is_torn_down() {
         tunnel_up(&m, 0, 1) && tunnel_up(&m, 0, 2) && m.ping(0, 1) && m.ping(0, 2)
     });
     assert!(up.is_some(), "mesh not up\n{}", m.logs());
-    let version = netconf_version(&m, 0).expect("node 0 has a network config");
+    let version = m
+        .status_number(0, VERSION)
+        .expect("node 0 has a network config");
     for (i, f) in forwards.iter().enumerate() {
         assert!(
             f.accepted.load(std::sync::atomic::Ordering::Relaxed) > 0,
@@ -138,13 +106,13 @@ fn revoked_peer_tunnel_is_torn_down() {
         m.registry.log()
     );
     let ups_before = ups(&m, 0, 1);
-    let cache2 = cache_size(&m, 2);
+    let cache2 = m.status_number(2, CACHE_SIZE);
     let tries_before = tries(&m, 1, 0);
 
     // 3. The nodes that stay re-check the network config now.
     let hup = Instant::now();
-    sighup(&m, 0);
-    sighup(&m, 2);
+    m.sighup(0);
+    m.sighup(2);
     let down = wait_until(Duration::from_secs(20), || !any_tunnel(&m, 0, 1));
     let teardown = hup.elapsed();
     assert!(
@@ -164,7 +132,7 @@ fn revoked_peer_tunnel_is_torn_down() {
         "{}",
         m.logs()
     );
-    let new_version = netconf_version(&m, 0).expect("network config");
+    let new_version = m.status_number(0, VERSION).expect("network config");
     assert!(new_version > version, "version {version} -> {new_version}");
     // Node 2 too: nothing carries node 1's traffic any more.
     let down2 = wait_until(Duration::from_secs(20), || !any_tunnel(&m, 2, 1));
@@ -172,7 +140,7 @@ fn revoked_peer_tunnel_is_torn_down() {
     // Node 2 opened a tunnel to node 1 (a configured peer), so had it in
     // its peer cache: dropped, as re6st drops revoked peers.
     assert_eq!(
-        cache_size(&m, 2),
+        m.status_number(2, CACHE_SIZE),
         cache2.map(|n| n - 1),
         "node 2's peer cache\n{}",
         m.logs()
