@@ -1135,10 +1135,7 @@ impl Node {
                 // Tell the peer how we see it (its public address) and the
                 // network version we know.
                 self.send_link_ctl(id, &ctl::Msg::Seen(addr), out).await;
-                if let Some(v) = self.versions.known() {
-                    let msg = ctl::Msg::Version(v.clone());
-                    self.send_link_ctl(id, &msg, out).await;
-                }
+                self.announce_version(Some(id), out).await;
             }
             Event::Rekeyed { id } => debug!("tunnel {id} rekeyed"),
             Event::Closed { id, reason } => {
