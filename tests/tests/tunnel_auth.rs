@@ -69,8 +69,21 @@ impl Scene {
 
     fn daemon(&self, ns: &Netns, dir: &Path, peer: &str, log: &str) -> Proc {
         let state = format!("state_dir={}", dir.display());
+        // Each daemon its own status socket: the default one is shared by
+        // the tests running in parallel.
+        let run = format!("run_dir={}", dir.join("run").display());
         let peer = format!("peer={peer}:{PORT}");
-        let args = ["run", "-o", "log_level=debug", "-o", &state, "-o", &peer];
+        let args = [
+            "run",
+            "-o",
+            "log_level=debug",
+            "-o",
+            &state,
+            "-o",
+            &run,
+            "-o",
+            &peer,
+        ];
         ns.spawn(node_bin(), &args, &self.tmp.path().join(log))
     }
 

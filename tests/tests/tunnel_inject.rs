@@ -91,7 +91,9 @@ fn injected_datagrams_are_dropped_and_the_tunnel_keeps_working() {
     let bin = node_bin();
     let node = |ns: &Netns, dir: &Path, extra: &[&str], log: &str| {
         let state = format!("state_dir={}", dir.display());
-        let mut args = vec!["run", "-o", "log_level=debug", "-o", &state];
+        // Each daemon its own status socket, not the shared default.
+        let run = format!("run_dir={}", dir.join("run").display());
+        let mut args = vec!["run", "-o", "log_level=debug", "-o", &state, "-o", &run];
         args.extend_from_slice(extra);
         ns.spawn(&bin, &args, &tmp.path().join(log))
     };
