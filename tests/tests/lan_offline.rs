@@ -44,14 +44,18 @@ fn lan_mesh_forms_offline_and_ignores_another_network() {
     println!("offline LAN mesh of {N} nodes: all pairs ping {secs:.1} s after start");
     assert!(secs <= 10.0, "took {secs:.1} s (goal: 10 s)\n{}", m.logs());
 
-    // The foreign node: refused by everyone, routed by no one, and its own
+    // The foreign node (which may come up later: its link-local address can
+    // still be in DAD): refused by everyone, routed by no one, and its own
     // view of the LAN is empty too.
     let foreign_prefix = m.nodes[foreign].prefix.clone();
+    let refused =
+        |log: &str| log.contains("LAN: ignoring") && log.contains("not issued by the network CA");
     for i in ours {
-        let log = m.log_of(i);
+        let seen = wait_until(Duration::from_secs(10), || refused(&m.log_of(i)));
         assert!(
-            log.contains("LAN: ignoring") && log.contains("not issued by the network CA"),
-            "node {i} did not refuse the foreign beacon\n{log}"
+            seen.is_some(),
+            "node {i} did not refuse the foreign beacon\n{}",
+            m.log_of(i)
         );
         let status = m.status_text(i);
         let via_lan = status.lines().filter(|l| l.contains(" lan ")).count();

@@ -81,7 +81,10 @@ fn ten_node_mesh() {
         assert!(json.contains(key), "status JSON lacks {key}: {json}");
     }
 
-    // 2. Figures in steady state: memory and control traffic per node.
+    // 2. Figures in steady state (after the start-up burst of handshakes,
+    // dumps and the mesh filling to client_count): memory and control
+    // traffic per node.
+    std::thread::sleep(Duration::from_secs(10));
     let rss: Vec<u64> = (0..N).filter_map(|i| m.rss_kib(i)).collect();
     let before: Vec<u64> = (0..N).map(|i| m.underlay_tx_bytes(i)).collect();
     std::thread::sleep(Duration::from_secs(10));

@@ -79,9 +79,14 @@ fn revoked_peer_tunnel_is_torn_down() {
     let forwards = m.registry_in_every_node();
     m.spawn_all();
 
-    // 1. The mesh is up: node 0 has a tunnel to node 1 and reaches both.
+    // 1. The mesh is up: node 0 has a tunnel to node 1 and reaches both;
+    // node 2's tunnel to node 1 (step 3 checks its cache) is up too.
     let up = wait_until(Duration::from_secs(60), || {
-        tunnel_up(&m, 0, 1) && tunnel_up(&m, 0, 2) && m.ping(0, 1) && m.ping(0, 2)
+        tunnel_up(&m, 0, 1)
+            && tunnel_up(&m, 0, 2)
+            && tunnel_up(&m, 2, 1)
+            && m.ping(0, 1)
+            && m.ping(0, 2)
     });
     assert!(up.is_some(), "mesh not up\n{}", m.logs());
     let version = m

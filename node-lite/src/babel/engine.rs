@@ -129,6 +129,8 @@ struct Link {
     cfg: LinkConfig,
     hello_seqno: SeqNo,
     hello_at: Instant,
+    /// The next Hello was brought forward: no flush jitter for it.
+    hello_urgent: bool,
     update_at: Instant,
     last_full_update: Option<Instant>,
     /// Destinations whose Update is due; resolved against the tables at flush time.
@@ -284,6 +286,7 @@ impl Engine {
         self.links[slot] = Some(Link {
             hello_seqno: SeqNo(self.rng.next() as u16),
             hello_at: now,
+            hello_urgent: false,
             update_at,
             last_full_update: None,
             pending_updates: Vec::new(),
@@ -295,10 +298,14 @@ impl Engine {
         });
         let id = LinkId(slot);
         // babeld's start: Hello, wildcard retraction (forget what we said before a
-        // restart), and a wildcard request for a full dump.
+        // restart), a full dump and a wildcard request for theirs. Those who hear
+        // the dump keep our routes until they have a cost for us; it does not
+        // count against the request guard, as nobody could have asked for it.
         self.send_hello(now, id);
         let seqno = self.seqno;
         self.queue_link(now, id, Out::WildcardRetraction(seqno), 10);
+        self.send_full_update(now, id, true);
+        self.link_mut(id).last_full_update = None;
         self.queue_link(now, id, Out::RouteRequest(None), 10);
         Some(id)
     }
@@ -317,14 +324,19 @@ impl Engine {
         }
     }
 
-    /// Brings the next Hello on `link` forward to `at`. A new tunnel needs two
-    /// Hellos before 2-out-of-3 gives it a cost; sending the second one early
-    /// makes routes usable in about a second instead of one hello interval.
+    /// Brings the next Hello on `link` forward to `at`, and sends it without
+    /// the usual flush delay. A new neighbour needs two Hellos before
+    /// 2-out-of-3 gives it a cost; sending them early makes routes usable in
+    /// well under a second instead of one hello interval.
     pub fn hello_soon(&mut self, link: LinkId, at: Instant) {
         if let Some(Some(l)) = self.links.get_mut(link.0) {
-            // Not before the pending Hello has left: one slot per packet.
-            let after_flush = l.out.flush_at.map_or(at, |f| f.add_millis(1));
+            // Not before a pending Hello has left: one per packet.
+            let after_flush = match (l.out.hello, l.out.flush_at) {
+                (Some(_), Some(f)) => f.add_millis(1),
+                _ => at,
+            };
             l.hello_at = l.hello_at.min(at.max(after_flush));
+            l.hello_urgent = true;
         }
     }
 
@@ -1432,8 +1444,13 @@ impl Engine {
     fn send_hello(&mut self, now: Instant, link: LinkId) {
         let hello_ms = self.link(link).cfg.hello_interval_ms as u64;
         let next = now.add_millis(self.rng.roughly_ms(hello_ms));
-        let jitter = self.flush_jitter(link);
+        let jitter = if self.link(link).hello_urgent {
+            self.rng.roughly_ms(10)
+        } else {
+            self.flush_jitter(link)
+        };
         let l = self.link_mut(link);
+        l.hello_urgent = false;
         // A Hello still waiting in the queue (an unscheduled one for RTT) is
         // replaced under its own seqno: a fresh seqno would leave a gap the
         // neighbour counts as a lost Hello.
@@ -1545,8 +1562,9 @@ impl Engine {
         );
     }
 
-    /// Periodic full dump on a link: our prefixes and every selected route.
-    fn send_full_update(&mut self, now: Instant, link: LinkId) {
+    /// Full dump on a link: our prefixes and every selected route. `urgent`
+    /// for one that someone waits for, periodic ones are not.
+    fn send_full_update(&mut self, now: Instant, link: LinkId, urgent: bool) {
         let mut dests: Vec<(Prefix, Prefix)> =
             self.xroutes.iter().map(|x| (x.prefix, x.src)).collect();
         dests.extend(
@@ -1556,7 +1574,7 @@ impl Engine {
                 .map(|r| (r.prefix, r.src_prefix)),
         );
         for (p, s) in dests {
-            self.send_update(now, Some(link), false, p, s);
+            self.send_update(now, Some(link), urgent, p, s);
         }
         let iv = self.link(link).cfg.update_interval_ms as u64;
         let next = now.add_millis(self.rng.roughly_ms(iv));
@@ -1893,13 +1911,17 @@ impl Engine {
                 Message::RouteRequest { prefix, src_prefix } => match prefix {
                     None => {
                         self.send_ihu(now, n);
-                        // Nodes booting together would cause an update storm.
+                        // A newcomer waits for this: answer at once, but at most
+                        // one dump per hello interval (at least a second), so
+                        // that nodes booting together cause no update storm.
+                        // (babeld's guard is meant the same, but divides its
+                        // millisecond interval by 100: ten intervals.)
                         let l = self.link(link);
-                        let quiet = (l.cfg.hello_interval_ms as u64 / 100).max(1) * 1000;
+                        let quiet = (l.cfg.hello_interval_ms as u64).max(1000);
                         if l.last_full_update
                             .is_none_or(|t| now.millis_since(t) > quiet)
                         {
-                            self.send_full_update(now, link);
+                            self.send_full_update(now, link, true);
                         }
                     }
                     Some(p) => self.send_update(now, Some(link), false, p, src_prefix),
@@ -2122,7 +2144,7 @@ impl Engine {
                 self.send_hello(now, l);
             }
             if now >= self.link(l).update_at {
-                self.send_full_update(now, l);
+                self.send_full_update(now, l, false);
             }
             if self.link(l).update_flush_at.is_some_and(|t| now >= t) {
                 self.flush_updates(now, l);

@@ -809,3 +809,38 @@ fn a_restarted_node_that_resumes_its_seqno_is_routed_at_once() {
         None
     );
 }
+
+#[test]
+fn nodes_booting_together_on_a_lan_route_within_two_seconds() {
+    // Every node's start-up dump goes out before it has a neighbour with a
+    // cost; the wildcard requests of newish neighbours must then be answered
+    // (babeld's storm guard is one hello interval, not ten).
+    let mut s = Sim::new(3, None);
+    s.connect(&[0, 1, 2], LinkKind::Wired, 4000, 1);
+    let t = s
+        .run_until(30, |s| {
+            (0..3).all(|a| (0..3).all(|b| a == b || s.route(a, own(b)).is_some()))
+        })
+        .expect("no full routes");
+    assert!(t <= 2000, "took {t} ms");
+}
+
+#[test]
+fn a_node_joining_a_running_lan_routes_within_two_seconds() {
+    // The others' periodic dumps are up to an update interval (16 s) away:
+    // its wildcard request must be answered soon.
+    let mut s = Sim::new(3, None);
+    let w = s.connect(&[0, 1], LinkKind::Wired, 4000, 1);
+    s.run_for(20);
+    let now = s.now;
+    let local = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 3, w as u16 + 1);
+    let cfg = LinkConfig::new(LinkKind::Wired, local).with_hello_interval_ms(4000);
+    let link = s.nodes[2].add_link(now, cfg).unwrap();
+    s.wires[w].ends.push((2, link, local));
+    let t = s
+        .run_until(30, |s| {
+            (0..3).all(|a| (0..3).all(|b| a == b || s.route(a, own(b)).is_some()))
+        })
+        .expect("no full routes");
+    assert!(t <= 2000, "took {t} ms");
+}

@@ -215,9 +215,12 @@ const BABEL_GROUP: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 6);
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 /// Cost multiplier that drains a retiring tunnel (re6st's soft lock).
 const DRAIN_MULTIPLIER: u16 = 4096;
-/// A LAN interface not ready at start (down, no link-local address yet) is
-/// tried again this often.
-const LAN_RETRY_MS: u64 = 5_000;
+/// A LAN interface not ready at start (down, or its link-local address still
+/// in duplicate address detection, which takes a second or two) is tried
+/// again after LAN_RETRY_FIRST_MS, then twice as late each time up to
+/// LAN_RETRY_MAX_MS.
+const LAN_RETRY_FIRST_MS: u64 = 250;
+const LAN_RETRY_MAX_MS: u64 = 5_000;
 
 struct Node {
     endpoint: Endpoint<CaAuthority>,
@@ -235,9 +238,11 @@ struct Node {
     /// device: LAN next hops, source-specific and outside routes.
     kroutes: HashMap<(Ipv6Net, Ipv6Net), Route>,
     lans: Vec<Lan>,
-    /// `babel_interface`s not open yet, retried every LAN_RETRY_MS.
+    /// `babel_interface`s not open yet, retried at `lan_retry`, the next
+    /// time `lan_backoff_ms` later.
     lan_pending: Vec<String>,
     lan_retry: Instant,
+    lan_backoff_ms: u64,
     lan_tx: mpsc::UnboundedSender<Received>,
     discovery: Discovery,
     /// Our beacon, made once.
@@ -509,6 +514,7 @@ async fn run(config: Config) -> Result<(), Failure> {
         lans: Vec::new(),
         lan_pending: config.babel_interfaces.clone(),
         lan_retry: t0,
+        lan_backoff_ms: LAN_RETRY_FIRST_MS,
         lan_tx,
         discovery: Discovery::new(t0),
         beacon,
@@ -698,7 +704,8 @@ impl Node {
             self.save_cache();
         }
         if !self.lan_pending.is_empty() && t >= self.lan_retry {
-            self.lan_retry = t.add_millis(LAN_RETRY_MS);
+            self.lan_retry = t.add_millis(self.lan_backoff_ms);
+            self.lan_backoff_ms = (self.lan_backoff_ms * 2).min(LAN_RETRY_MAX_MS);
             self.open_lans(t);
         }
         let engine = &mut self.engine;
