@@ -101,6 +101,10 @@ def load_targets(path=TARGETS_FILE):
             raise ProfileError(f"{triple}: linker must be host, rust-lld or zig")
         if not isinstance(t.get("rustflags"), list) or not isinstance(t.get("qemu"), str):
             raise ProfileError(f"{triple}: rustflags (list) and qemu (string) are required")
+        sections = t.setdefault("remove_sections", [])
+        if not isinstance(sections, list) or not all(
+                isinstance(x, str) and x.startswith(".") for x in sections):
+            raise ProfileError(f"{triple}: remove_sections must be a list of section names")
     return targets
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what cross/build needs, idempotently: rustup targets, the nightly
-# toolchain's rust-src (for -Zbuild-std), cargo-zigbuild, zig (PyPI ziglang, in
-# the project venv) and qemu-user-static. Fast when everything is present.
+# toolchain's rust-src (for -Zbuild-std) and llvm-tools (llvm-objcopy),
+# cargo-zigbuild, zig (PyPI ziglang, in the project venv) and qemu-user-static.
+# Fast when everything is present.
 set -euo pipefail
 
 VENV=${RE6ST_VENV:-/opt/re6st-lite/venv}
@@ -37,6 +38,9 @@ rustup toolchain list | grep -q '^nightly' ||
     rustup toolchain install nightly --profile minimal || die "cannot install the nightly toolchain"
 rustup component list --toolchain nightly --installed | grep -q '^rust-src' ||
     rustup component add rust-src --toolchain nightly || die "cannot add rust-src to nightly"
+# llvm-objcopy, for the sections targets.toml removes after linking.
+rustup component list --toolchain nightly --installed | grep -q '^llvm-tools' ||
+    rustup component add llvm-tools --toolchain nightly || die "cannot add llvm-tools to nightly"
 
 have cargo-zigbuild || cargo install --locked "cargo-zigbuild@$ZIGBUILD_VERSION" ||
     die "cargo install cargo-zigbuild failed"

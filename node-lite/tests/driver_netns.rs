@@ -48,7 +48,7 @@ fn tun_address_routes_and_packets() {
         let mut nl = Netlink::open().expect("netlink socket");
         let index = nl.link_index("re6sttest0").unwrap();
         assert!(nl.link_index("nosuch0").is_err());
-        nl.set_link(index, true, Some(1400)).unwrap();
+        node_lite::driver::iface::set_up("re6sttest0", Some(1400)).unwrap();
         let node: Ipv6Addr = "2001:db8:42:1::1".parse().unwrap();
         nl.add_address(index, node, 64).unwrap();
         nl.add_address(index, node, 64).unwrap(); // idempotent

@@ -47,6 +47,13 @@ fn two_nodes_over_an_ipv4_veth() {
     let up = up.unwrap_or_else(|| panic!("no ping from B to A\n{}", logs()));
     println!("tunnel up and first ping answered after {up:?}");
     assert!(a.ping6(&addr_b), "A reaches B too\n{}", logs());
+    // The overlay device is up with room for the tunnel headers: 1500 on
+    // the veth, minus IPv4 (20), UDP (8) and our data header and tag (32).
+    let link = a.ip("-o link show re6st0");
+    assert!(
+        link.contains(" mtu 1440 ") && link.contains(",UP"),
+        "{link}"
+    );
 
     let ping = b.output(
         "ping",

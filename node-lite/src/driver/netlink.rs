@@ -1,6 +1,7 @@
-//! rtnetlink requests the node needs: bring the overlay link up with its MTU,
-//! give it the node's address, and install or remove IPv6 routes (including
-//! source-specific ones, `ip -6 route add ::/0 from <network>`).
+//! rtnetlink requests the node needs: give the overlay link the node's
+//! address, and install or remove IPv6 routes (including source-specific
+//! ones, `ip -6 route add ::/0 from <network>`). Links are brought up by
+//! [`super::iface`].
 //!
 //! Message bodies are built and parsed with netlink-packet-route, the
 //! well-kept crate behind the rtnetlink ecosystem. The 16-byte netlink header
@@ -17,7 +18,6 @@ use netlink_packet_core::{
     Emitable, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -34,7 +34,6 @@ pub const RTPROT_RE6ST: u8 = 114;
 // Message types (linux/rtnetlink.h, linux/netlink.h).
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
-const RTM_SETLINK: u16 = 19;
 const RTM_NEWADDR: u16 = 20;
 const RTM_DELADDR: u16 = 21;
 const RTM_NEWROUTE: u16 = 24;
@@ -159,20 +158,6 @@ impl Netlink {
     /// The index of interface `name`.
     pub fn link_index(&mut self, name: &str) -> io::Result<u32> {
         nix::net::if_::if_nametoindex(name).map_err(io::Error::from)
-    }
-
-    /// Set a link up or down, and its MTU.
-    pub fn set_link(&mut self, index: u32, up: bool, mtu: Option<u32>) -> io::Result<()> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        msg.header.change_mask = LinkFlags::Up;
-        if up {
-            msg.header.flags = LinkFlags::Up;
-        }
-        if let Some(mtu) = mtu {
-            msg.attributes.push(LinkAttribute::Mtu(mtu));
-        }
-        self.request(RTM_SETLINK, 0, &msg)
     }
 
     fn address(index: u32, addr: Ipv6Addr, prefix_len: u8) -> AddressMessage {

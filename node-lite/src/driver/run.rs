@@ -427,7 +427,7 @@ async fn run(config: Config) -> Result<(), Failure> {
     for stale in nl.own_routes().unwrap_or_default() {
         let _ = nl.del_route(&stale);
     }
-    nl.set_link(index, true, Some(mtu))
+    super::iface::set_up(tun.name(), Some(mtu))
         .and_then(|()| nl.add_address(index, address, 128))
         .and_then(|()| nl.add_route(&Route::dev(network, index)))
         .map_err(|e| setup_error("configuring the overlay device", e))?;
@@ -730,7 +730,7 @@ impl Node {
         let pending = std::mem::take(&mut self.lan_pending);
         for name in pending {
             let ready = self.nl.link_index(&name).ok().and_then(|index| {
-                let _ = self.nl.set_link(index, true, None);
+                let _ = super::iface::set_up(&name, None);
                 Some((index, lan_babel::link_local(index)?))
             });
             let Some((index, local)) = ready else {

@@ -26,8 +26,8 @@
 
 use core::fmt;
 
-use blake2::digest::{FixedOutput, KeyInit, Mac};
-use blake2::Blake2sMac256;
+use blake2::digest::{FixedOutput, FixedOutputReset, KeyInit, Mac, Update};
+use blake2::{Blake2s256, Blake2sMac256};
 use snow::params::{CipherChoice, DHChoice, HashChoice};
 use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
@@ -106,7 +106,33 @@ impl Random for SeededRng {
     }
 }
 
-/// snow's pure-Rust primitives, with our RNG.
+/// BLAKE2s for Noise. Ours rather than snow's default resolver, which
+/// would also link BLAKE2b (27 KB of MIPS code) that we never use.
+#[derive(Default)]
+struct NoiseBlake2s(Blake2s256);
+
+impl Hash for NoiseBlake2s {
+    fn name(&self) -> &'static str {
+        "BLAKE2s"
+    }
+    fn block_len(&self) -> usize {
+        64
+    }
+    fn hash_len(&self) -> usize {
+        32
+    }
+    fn reset(&mut self) {
+        self.0 = Blake2s256::default();
+    }
+    fn input(&mut self, data: &[u8]) {
+        Update::update(&mut self.0, data);
+    }
+    fn result(&mut self, out: &mut [u8]) {
+        out[..32].copy_from_slice(&self.0.finalize_fixed_reset());
+    }
+}
+
+/// snow's pure-Rust X25519 and ChaCha20-Poly1305, our BLAKE2s and RNG.
 struct Resolver {
     seed: [u8; 32],
 }
@@ -119,7 +145,10 @@ impl CryptoResolver for Resolver {
         DefaultResolver.resolve_dh(choice)
     }
     fn resolve_hash(&self, choice: &HashChoice) -> Option<Box<dyn Hash>> {
-        DefaultResolver.resolve_hash(choice)
+        match choice {
+            HashChoice::Blake2s => Some(Box::<NoiseBlake2s>::default()),
+            _ => None,
+        }
     }
     fn resolve_cipher(&self, choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
         DefaultResolver.resolve_cipher(choice)
