@@ -557,37 +557,45 @@ async fn run(config: Config) -> Result<(), Failure> {
     let mut buf = vec![0u8; BUF_LEN];
     let mut buf6 = vec![0u8; BUF_LEN];
     let mut out = vec![0u8; BUF_LEN + wire::DATA_OVERHEAD];
+    // One Sleep, re-armed only when the next timer moves: every packet is a
+    // turn of this loop, and a new Sleep each turn is a timer-wheel insert
+    // and removal per packet.
+    let sleep = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
+    // Sources with more to read: a bounded drain keeps every input served.
+    let (mut tun_more, mut udp4_more, mut udp6_more) = (false, false, false);
     loop {
-        // Timers only when one is due: every packet is a turn of this loop.
+        // Timers only when one is due.
         let t = now();
         if t >= node.next_wake() {
             node.on_timers(t, &mut out).await;
         }
-        let wake = node.next_wake().millis_since(now()).max(1);
-        let mut tun_ready = false;
+        let wake = node.next_wake();
+        if armed != Some(wake) {
+            armed = Some(wake);
+            let ms = wake.millis_since(now()).max(1);
+            sleep
+                .as_mut()
+                .reset(tokio::time::Instant::now() + Duration::from_millis(ms));
+        }
+        let busy = tun_more || udp4_more || udp6_more;
         tokio::select! {
-            r = node.tun.readable() => {
+            r = node.tun.readable(), if !tun_more => {
                 // Readiness is edge-triggered: clear it, then read until empty.
                 if let Ok(mut guard) = r {
                     guard.clear_ready();
                 }
-                tun_ready = true;
+                tun_more = true;
             }
-            r = recv(node.udp4.as_ref(), &mut buf) => {
-                if let Ok((n, from)) = r {
-                    node.on_datagram(from, n, &mut buf, &mut out).await;
-                }
-            }
-            r = recv(node.udp6.as_ref(), &mut buf6) => {
-                if let Ok((n, from)) = r {
-                    node.on_datagram(from, n, &mut buf6, &mut out).await;
-                }
-            }
+            _ = readable(node.udp4.as_ref()), if !udp4_more => udp4_more = true,
+            _ = readable(node.udp6.as_ref()), if !udp6_more => udp6_more = true,
+            () = std::future::ready(()), if busy => {}
             Some((job, r)) = registry_rx.recv() => node.on_registry(now(), job, r),
             Some(r) = lan_rx.recv() => node.on_lan(r).await,
             _ = lan.turn() => {}
             Ok((stream, _)) = status.accept() => node.answer_status(stream).await,
-            _ = tokio::time::sleep(Duration::from_millis(wake)) => {}
+            () = &mut sleep => armed = None,
             _ = hup.recv() => {
                 info!("SIGHUP: checking the network config");
                 node.netconf_check = now();
@@ -595,16 +603,14 @@ async fn run(config: Config) -> Result<(), Failure> {
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
-        while tun_ready {
-            match node.tun.get_ref().recv(&mut buf) {
-                Ok(n) => node.on_kernel_packet(&buf[..n], &mut out).await,
-                Err(e) => {
-                    if e.kind() != io::ErrorKind::WouldBlock {
-                        warn!("TUN read: {e}");
-                    }
-                    tun_ready = false;
-                }
-            }
+        if tun_more {
+            tun_more = node.drain_tun(&mut buf, &mut out).await;
+        }
+        if udp4_more {
+            udp4_more = node.drain_udp(false, &mut buf, &mut out).await;
+        }
+        if udp6_more {
+            udp6_more = node.drain_udp(true, &mut buf6, &mut out).await;
         }
         node.flush(&mut out).await;
     }
@@ -636,15 +642,51 @@ async fn run(config: Config) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Receive on an optional socket (pending forever when absent).
-async fn recv(sock: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+/// Readiness of an optional socket (pending forever when absent).
+async fn readable(sock: Option<&UdpSocket>) -> io::Result<()> {
     match sock {
-        Some(s) => s.recv_from(buf).await,
+        Some(s) => s.readable().await,
         None => std::future::pending().await,
     }
 }
 
+/// Packets read from one source per turn of the event loop, so that a busy
+/// source cannot starve the others (or the timers).
+const BATCH: usize = 64;
+
 impl Node {
+    /// Read up to [`BATCH`] packets from the TUN device; true if it may
+    /// have more.
+    async fn drain_tun(&mut self, buf: &mut [u8], out: &mut [u8]) -> bool {
+        for _ in 0..BATCH {
+            match self.tun.get_ref().recv(buf) {
+                Ok(n) => self.on_kernel_packet(&buf[..n], out).await,
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        warn!("TUN read: {e}");
+                    }
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Read up to [`BATCH`] datagrams from a UDP socket; true if it may
+    /// have more.
+    async fn drain_udp(&mut self, v6: bool, buf: &mut [u8], out: &mut [u8]) -> bool {
+        for _ in 0..BATCH {
+            let sock = if v6 { &self.udp6 } else { &self.udp4 };
+            let Some(s) = sock else { return false };
+            match s.try_recv_from(buf) {
+                Ok((n, from)) => self.on_datagram(from, n, buf, out).await,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) => debug!("UDP receive: {e}"),
+            }
+        }
+        true
+    }
+
     fn next_wake(&self) -> Instant {
         let mut t = self.mesh.poll_timeout();
         for x in [self.endpoint.poll_timeout(), self.engine.poll_timeout()]
