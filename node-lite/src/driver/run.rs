@@ -459,8 +459,13 @@ async fn run(config: Config) -> Result<(), Failure> {
         ));
     }
     let gso = |s: &io::Result<UdpSocket>| {
-        s.as_ref()
-            .is_ok_and(|s| offload && udp_off::enable_gso(s) && udp_off::enable_gro(s))
+        s.as_ref().is_ok_and(|s| {
+            let on = offload && udp_off::enable_gso(s) && udp_off::enable_gro(s);
+            if on {
+                udp_off::grow_receive_buffer(s);
+            }
+            on
+        })
     };
     let (gso4, gso6) = (gso(&udp4), gso(&udp6));
     let status = super::status::bind(&config.run_dir)

@@ -28,6 +28,17 @@ pub fn enable_gro(fd: &impl AsFd) -> bool {
     socket::setsockopt(fd, sockopt::UdpGroSegment, &true).is_ok()
 }
 
+/// Room for ~15 GRO batches of 64 KB in the receive buffer: the default
+/// (208 KB on Linux, charged per buffer, not per byte) holds only three, and
+/// a burst beyond that is lost and resent by TCP. SO_RCVBUFFORCE passes
+/// rmem_max (we run as root); the kernel doubles the value.
+pub fn grow_receive_buffer(fd: &impl AsFd) {
+    const BYTES: usize = 1 << 20;
+    if socket::setsockopt(fd, sockopt::RcvBufForce, &BYTES).is_err() {
+        let _ = socket::setsockopt(fd, sockopt::RcvBuf, &BYTES);
+    }
+}
+
 /// Datagrams sealed for one peer, waiting to leave in one GSO send: all of
 /// `seg` bytes but the last, which may be shorter (and then closes it).
 #[derive(Debug)]
