@@ -70,6 +70,7 @@ impl Tun {
                         Err(e) => log::info!("TUN offloads refused ({e}): one packet per read"),
                     }
                 }
+                Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Err(e),
                 Err(e) => log::info!("TUN with IFF_VNET_HDR refused ({e}): one packet per read"),
             }
         }
