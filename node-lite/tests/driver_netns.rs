@@ -42,8 +42,25 @@ fn net(s: &str) -> Ipv6Net {
 
 #[test]
 fn tun_address_routes_and_packets() {
-    in_new_netns(|| {
-        let tun = Tun::open("re6sttest0").expect("open TUN");
+    in_new_netns(|| tun_in_netns(false));
+}
+
+/// The same with offloads: each packet behind a virtio_net_hdr, which
+/// `Tun::send` adds and the test strips.
+#[test]
+fn tun_with_offloads() {
+    in_new_netns(|| tun_in_netns(true));
+}
+
+fn tun_in_netns(offload: bool) {
+    {
+        let tun = Tun::open("re6sttest0", offload).expect("open TUN");
+        assert_eq!(tun.offload(), offload, "this kernel has TUN offloads");
+        let skip = if offload {
+            node_lite::offload::VNET_HDR_LEN
+        } else {
+            0
+        };
         assert_eq!(tun.name(), "re6sttest0");
         let mut nl = Netlink::open().expect("netlink socket");
         let index = nl.link_index("re6sttest0").unwrap();
@@ -98,7 +115,9 @@ fn tun_address_routes_and_packets() {
         let deadline = Instant::now() + Duration::from_secs(3);
         let packet = loop {
             match tun.recv(&mut buf) {
-                Ok(n) if buf[0] >> 4 == 6 && buf[6] == 58 && buf[40] == 128 => break &buf[..n],
+                Ok(n) if buf[skip] >> 4 == 6 && buf[skip + 6] == 58 && buf[skip + 40] == 128 => {
+                    break &buf[skip..n]
+                }
                 Ok(_) => continue, // router solicitations and the like
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     assert!(Instant::now() < deadline, "no echo request from the TUN");
@@ -144,11 +163,13 @@ fn tun_address_routes_and_packets() {
             nl.link_index("re6sttest0").is_err(),
             "the device goes with its fd"
         );
-    });
+    }
 }
 
 #[test]
 fn bad_tun_names_are_refused() {
-    assert!(Tun::open("").is_err());
-    assert!(Tun::open("a-name-longer-than-15").is_err());
+    for offload in [false, true] {
+        assert!(Tun::open("", offload).is_err());
+        assert!(Tun::open("a-name-longer-than-15", offload).is_err());
+    }
 }

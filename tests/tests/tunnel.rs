@@ -1,7 +1,10 @@
 //! Two nodes, each registered with the real re6st registry, in their own
 //! network namespaces joined only by an IPv4 veth: the tunnel comes up, IPv6
 //! flows between their overlay addresses (ping, iperf3), and a node stopped
-//! with SIGTERM removes what it added to the kernel.
+//! with SIGTERM removes what it added to the kernel. Twice: both nodes with
+//! TUN and UDP offloads (TCP super-packets cut and merged, UDP GSO/GRO), and
+//! B without (RE6ST_LITE_OFFLOAD=0: one packet per syscall, as on kernels
+//! that refuse them), talking to A with.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,6 +16,15 @@ use re6st_integration::registry::{
 
 #[test]
 fn two_nodes_over_an_ipv4_veth() {
+    two_nodes(true);
+}
+
+#[test]
+fn a_node_without_offloads_and_one_with() {
+    two_nodes(false);
+}
+
+fn two_nodes(offload_b: bool) {
     let reg = Registry::start(Options::default());
     let tmp = TempDir::new("tunnel");
     let (dir_a, dir_b) = (tmp.sub("a"), tmp.sub("b"));
@@ -32,9 +44,23 @@ fn two_nodes_over_an_ipv4_veth() {
         args.extend_from_slice(extra);
         ns.spawn(&bin, &args, &tmp.path().join(log))
     };
+    let plain = |ns: &Netns, dir: &Path, extra: &[&str], log: &str| {
+        let state = format!("state_dir={}", dir.display());
+        let run = format!("run_dir={}", dir.display());
+        let bin = bin.to_string_lossy();
+        let mut args = vec!["RE6ST_LITE_OFFLOAD=0", &bin, "--log-level", "debug", "run"];
+        args.extend_from_slice(&["-o", &state, "-o", &run]);
+        args.extend_from_slice(extra);
+        ns.spawn("env", &args, &tmp.path().join(log))
+    };
     let mut node_a = node(&a, &dir_a, &[], "a.log");
     // B knows A's underlay address; A learns B's from B's handshake.
-    let mut node_b = node(&b, &dir_b, &["-o", "peer=192.0.2.1:1194"], "b.log");
+    let b_args = ["-o", "peer=192.0.2.1:1194"];
+    let mut node_b = if offload_b {
+        node(&b, &dir_b, &b_args, "b.log")
+    } else {
+        plain(&b, &dir_b, &b_args, "b.log")
+    };
     let logs = || {
         format!(
             "--- a.log\n{}\n--- b.log\n{}",
@@ -46,6 +72,12 @@ fn two_nodes_over_an_ipv4_veth() {
     let up = wait_until(Duration::from_secs(20), || b.ping6(&addr_a));
     let up = up.unwrap_or_else(|| panic!("no ping from B to A\n{}", logs()));
     println!("tunnel up and first ping answered after {up:?}");
+    let offloads = |log: &str| {
+        let text = std::fs::read_to_string(tmp.path().join(log)).unwrap_or_default();
+        text.contains("offloads: TUN true, UDP true")
+    };
+    assert!(offloads("a.log"), "A has offloads\n{}", logs());
+    assert_eq!(offloads("b.log"), offload_b, "{}", logs());
     assert!(a.ping6(&addr_b), "A reaches B too\n{}", logs());
     // The overlay device is up with room for the tunnel headers: 1500 on
     // the veth, minus IPv4 (20), UDP (8) and our data header and tag (32).

@@ -15,12 +15,44 @@ use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 const IFNAMSIZ: usize = 16;
 
 /// `struct ifreq`: the name, then a union whose first member is what these
-/// ioctls use (flags: short, MTU: int). 40 bytes covers the union on 32- and
-/// 64-bit targets.
+/// ioctls and TUNSETIFF use (flags: short, MTU: int). 40 bytes covers the
+/// union on 32- and 64-bit targets.
 #[repr(C)]
-struct IfReq {
+pub(super) struct IfReq {
     name: [u8; IFNAMSIZ],
     data: [u8; 24],
+}
+
+impl IfReq {
+    /// An ifreq for interface `name` (refused if it does not fit).
+    pub fn new(name: &str) -> io::Result<IfReq> {
+        if name.is_empty() || name.len() >= IFNAMSIZ || name.contains('\0') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid interface name {name:?}"),
+            ));
+        }
+        let mut req = IfReq {
+            name: [0; IFNAMSIZ],
+            data: [0; 24],
+        };
+        req.name[..name.len()].copy_from_slice(name.as_bytes());
+        Ok(req)
+    }
+
+    pub fn flags(&self) -> i16 {
+        i16::from_ne_bytes([self.data[0], self.data[1]])
+    }
+
+    pub fn set_flags(&mut self, flags: i16) {
+        self.data[..2].copy_from_slice(&flags.to_ne_bytes());
+    }
+
+    /// The name, as the kernel may have completed it (e.g. "re6st%d").
+    pub fn name(&self) -> String {
+        let end = self.name.iter().position(|&b| b == 0).unwrap_or(IFNAMSIZ);
+        String::from_utf8_lossy(&self.name[..end]).into_owned()
+    }
 }
 
 nix::ioctl_read_bad!(get_flags, libc::SIOCGIFFLAGS, IfReq);
@@ -29,17 +61,7 @@ nix::ioctl_write_ptr_bad!(set_mtu, libc::SIOCSIFMTU, IfReq);
 
 /// Bring interface `name` up, and set its MTU if given. Needs CAP_NET_ADMIN.
 pub fn set_up(name: &str, mtu: Option<u32>) -> io::Result<()> {
-    if name.is_empty() || name.len() >= IFNAMSIZ {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("invalid interface name {name:?}"),
-        ));
-    }
-    let mut req = IfReq {
-        name: [0; IFNAMSIZ],
-        data: [0; 24],
-    };
-    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    let mut req = IfReq::new(name)?;
     // Any socket carries interface ioctls.
     let sock: OwnedFd = socket(
         AddressFamily::Inet,
@@ -56,8 +78,7 @@ pub fn set_up(name: &str, mtu: Option<u32>) -> io::Result<()> {
     }
     // SAFETY: as above; the kernel writes the flags into `req`.
     unsafe { get_flags(fd, &mut req) }?;
-    let flags = i16::from_ne_bytes([req.data[0], req.data[1]]) | libc::IFF_UP as i16;
-    req.data[..2].copy_from_slice(&flags.to_ne_bytes());
+    req.set_flags(req.flags() | libc::IFF_UP as i16);
     // SAFETY: as above.
     unsafe { set_flags(fd, &req) }?;
     Ok(())

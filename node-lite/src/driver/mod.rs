@@ -10,3 +10,4 @@ pub mod registry_jobs;
 pub mod run;
 pub mod status;
 pub mod tun;
+pub mod udp;

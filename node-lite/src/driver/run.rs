@@ -25,6 +25,7 @@ use registry_client::netconfig::{BabelHmac, NetworkConfig};
 use registry_client::state::{Identity, Loaded, StateDir, NETCONFIG_FILE};
 use registry_client::{Prefix, Registry, Session, Subnet};
 use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -33,6 +34,7 @@ use super::lan_babel::{self, Lan, Received};
 use super::netlink::{Netlink, Route};
 use super::registry_jobs::{Job, Jobs};
 use super::tun::Tun;
+use super::udp::{self as udp_off, Batch};
 use crate::babel::mac::{MacAlgorithm, MacKey};
 use crate::babel::wire::INFINITY;
 use crate::babel::{
@@ -50,6 +52,7 @@ use crate::mesh::ctl;
 use crate::mesh::manager::{Action as MeshAction, Dir, Manager, Policy, State as MeshState};
 use crate::mesh::version::{Heard, Versions};
 use crate::net::Ipv6Net;
+use crate::offload::{self, Coalescer, VnetHdr, VNET_HDR_LEN};
 use crate::time::Instant;
 use crate::tunnel::auth::{Authority, CaAuthority, Identity as TunnelIdentity};
 use crate::tunnel::{self, wire, Action, CloseReason, Endpoint, Event, Role, TunnelId};
@@ -284,6 +287,17 @@ struct Node {
     /// endpoint), reported at exit and in the status.
     dropped: u64,
     scratch: Vec<u8>,
+    /// The UDP sockets take GSO sends (and give GRO receives).
+    gso4: bool,
+    gso6: bool,
+    /// Sealed datagrams for one peer, sent together by `send_batch`.
+    tx: Batch,
+    /// Control-message space for `recvmsg`.
+    cmsg: Vec<u8>,
+    /// TCP segments for the kernel, merged into one TUN write (offloads on).
+    gro: Coalescer,
+    /// Until the kernel refuses a merged write.
+    gro_on: bool,
 }
 
 fn setup_error(what: &str, e: impl std::fmt::Display) -> Failure {
@@ -413,7 +427,10 @@ async fn run(config: Config) -> Result<(), Failure> {
     // The overlay device: the node's address, the whole network routed to it
     // (so unknown overlay destinations are dropped here, never leaked to the
     // default route), and an MTU that leaves room for the tunnel headers.
-    let tun = Tun::open(&config.interface).map_err(|e| setup_error("TUN device", e))?;
+    // Offloads (TSO from the TUN device, UDP GSO and GRO) unless
+    // RE6ST_LITE_OFFLOAD=0: the plain path stays for old kernels and tests.
+    let offload = std::env::var_os("RE6ST_LITE_OFFLOAD").is_none_or(|v| v != "0");
+    let tun = Tun::open(&config.interface, offload).map_err(|e| setup_error("TUN device", e))?;
     let mut nl = Netlink::open().map_err(|e| setup_error("netlink", e))?;
     let index = nl
         .link_index(tun.name())
@@ -441,13 +458,25 @@ async fn run(config: Config) -> Result<(), Failure> {
             format!("IPv4: {e4}; IPv6: {e6}"),
         ));
     }
+    let gso = |s: &io::Result<UdpSocket>| {
+        s.as_ref().is_ok_and(|s| {
+            let on = offload && udp_off::enable_gso(s) && udp_off::enable_gro(s);
+            if on {
+                udp_off::grow_receive_buffer(s);
+            }
+            on
+        })
+    };
+    let (gso4, gso6) = (gso(&udp4), gso(&udp6));
     let status = super::status::bind(&config.run_dir)
         .map_err(|e| setup_error(&format!("status socket in {}", config.run_dir.display()), e))?;
     info!(
-        "node {} ({address}) on {} mtu {mtu}, UDP port {}",
+        "node {} ({address}) on {} mtu {mtu}, UDP port {}, offloads: TUN {}, UDP {}",
         id.subnet,
         tun.name(),
-        config.port
+        config.port,
+        tun.offload(),
+        gso4 || gso6,
     );
 
     // Babel: the router id and the link-local address on tunnels both come
@@ -549,45 +578,61 @@ async fn run(config: Config) -> Result<(), Failure> {
         started: t0,
         dropped: 0,
         scratch: vec![0u8; BUF_LEN],
+        gso4,
+        gso6,
+        tx: Batch::default(),
+        cmsg: udp_off::cmsg_buffer(),
+        gro: Coalescer::default(),
+        gro_on: true,
     };
 
     let mut term = signal(SignalKind::terminate()).map_err(|e| setup_error("signals", e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| setup_error("signals", e))?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| setup_error("signals", e))?;
-    let mut buf = vec![0u8; BUF_LEN];
-    let mut buf6 = vec![0u8; BUF_LEN];
+    // Reads (a TUN super-packet behind its virtio_net_hdr, GRO batches),
+    // then one packet (a segment, a decrypted datagram), then sealing.
+    let mut buf = vec![0u8; BUF_LEN + VNET_HDR_LEN];
+    let mut pkt = vec![0u8; BUF_LEN];
     let mut out = vec![0u8; BUF_LEN + wire::DATA_OVERHEAD];
+    // One Sleep, re-armed only when the next timer moves: every packet is a
+    // turn of this loop, and a new Sleep each turn is a timer-wheel insert
+    // and removal per packet.
+    let sleep = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
+    // Sources with more to read: a bounded drain keeps every input served.
+    let (mut tun_more, mut udp4_more, mut udp6_more) = (false, false, false);
     loop {
-        // Timers only when one is due: every packet is a turn of this loop.
+        // Timers only when one is due.
         let t = now();
         if t >= node.next_wake() {
             node.on_timers(t, &mut out).await;
         }
-        let wake = node.next_wake().millis_since(now()).max(1);
-        let mut tun_ready = false;
+        let wake = node.next_wake();
+        if armed != Some(wake) {
+            armed = Some(wake);
+            let ms = wake.millis_since(now()).max(1);
+            sleep
+                .as_mut()
+                .reset(tokio::time::Instant::now() + Duration::from_millis(ms));
+        }
+        let busy = tun_more || udp4_more || udp6_more;
         tokio::select! {
-            r = node.tun.readable() => {
+            r = node.tun.readable(), if !tun_more => {
                 // Readiness is edge-triggered: clear it, then read until empty.
                 if let Ok(mut guard) = r {
                     guard.clear_ready();
                 }
-                tun_ready = true;
+                tun_more = true;
             }
-            r = recv(node.udp4.as_ref(), &mut buf) => {
-                if let Ok((n, from)) = r {
-                    node.on_datagram(from, n, &mut buf, &mut out).await;
-                }
-            }
-            r = recv(node.udp6.as_ref(), &mut buf6) => {
-                if let Ok((n, from)) = r {
-                    node.on_datagram(from, n, &mut buf6, &mut out).await;
-                }
-            }
+            _ = readable(node.udp4.as_ref()), if !udp4_more => udp4_more = true,
+            _ = readable(node.udp6.as_ref()), if !udp6_more => udp6_more = true,
+            () = std::future::ready(()), if busy => {}
             Some((job, r)) = registry_rx.recv() => node.on_registry(now(), job, r),
             Some(r) = lan_rx.recv() => node.on_lan(r).await,
             _ = lan.turn() => {}
             Ok((stream, _)) = status.accept() => node.answer_status(stream).await,
-            _ = tokio::time::sleep(Duration::from_millis(wake)) => {}
+            () = &mut sleep => armed = None,
             _ = hup.recv() => {
                 info!("SIGHUP: checking the network config");
                 node.netconf_check = now();
@@ -595,16 +640,14 @@ async fn run(config: Config) -> Result<(), Failure> {
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
-        while tun_ready {
-            match node.tun.get_ref().recv(&mut buf) {
-                Ok(n) => node.on_kernel_packet(&buf[..n], &mut out).await,
-                Err(e) => {
-                    if e.kind() != io::ErrorKind::WouldBlock {
-                        warn!("TUN read: {e}");
-                    }
-                    tun_ready = false;
-                }
-            }
+        if tun_more {
+            tun_more = node.drain_tun(&mut buf, &mut pkt, &mut out).await;
+        }
+        if udp4_more {
+            udp4_more = node.drain_udp(false, &mut buf, &mut pkt, &mut out).await;
+        }
+        if udp6_more {
+            udp6_more = node.drain_udp(true, &mut buf, &mut pkt, &mut out).await;
         }
         node.flush(&mut out).await;
     }
@@ -636,15 +679,132 @@ async fn run(config: Config) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Receive on an optional socket (pending forever when absent).
-async fn recv(sock: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+/// Readiness of an optional socket (pending forever when absent).
+async fn readable(sock: Option<&UdpSocket>) -> io::Result<()> {
     match sock {
-        Some(s) => s.recv_from(buf).await,
+        Some(s) => s.readable().await,
         None => std::future::pending().await,
     }
 }
 
+/// Packets read from one source per turn of the event loop, so that a busy
+/// source cannot starve the others (or the timers).
+const BATCH: usize = 64;
+
 impl Node {
+    /// Read up to [`BATCH`] packets from the TUN device; true if it may
+    /// have more. With offloads, a read may be a TCP super-packet: cut into
+    /// `seg`, each segment routed on its own.
+    async fn drain_tun(&mut self, buf: &mut [u8], seg: &mut [u8], out: &mut [u8]) -> bool {
+        let vnet = self.tun.get_ref().offload();
+        for _ in 0..BATCH {
+            let n = match self.tun.get_ref().recv(buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        warn!("TUN read: {e}");
+                    }
+                    return false;
+                }
+            };
+            if !vnet {
+                self.on_kernel_packet(&buf[..n], out).await;
+                continue;
+            }
+            let Some(hdr) = VnetHdr::parse(&buf[..n]) else {
+                self.dropped += 1;
+                continue;
+            };
+            let packet = &mut buf[VNET_HDR_LEN..n];
+            match offload::prepare(&hdr, packet) {
+                Ok(None) => self.on_kernel_packet(packet, out).await,
+                Ok(Some(mut segments)) => {
+                    while let Some(r) = segments.next_into(seg) {
+                        match r {
+                            Ok(len) => self.on_kernel_packet(&seg[..len], out).await,
+                            Err(e) => {
+                                debug!("TUN super-packet: {e:?}");
+                                self.dropped += segments.remaining() as u64;
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    debug!("TUN packet {hdr:?}: {e:?}");
+                    self.dropped += 1;
+                }
+            }
+        }
+        true
+    }
+
+    /// Read up to [`BATCH`] datagrams (or GRO batches of them) from a UDP
+    /// socket; true if it may have more.
+    async fn drain_udp(
+        &mut self,
+        v6: bool,
+        buf: &mut [u8],
+        pkt: &mut [u8],
+        out: &mut [u8],
+    ) -> bool {
+        for _ in 0..BATCH {
+            let sock = if v6 { &self.udp6 } else { &self.udp4 };
+            let Some(s) = sock else { return false };
+            let fd = std::os::fd::AsRawFd::as_raw_fd(s);
+            let cmsg = &mut self.cmsg;
+            let r = s.try_io(Interest::READABLE, || udp_off::recv_gro(fd, buf, cmsg));
+            match r {
+                // One datagram (maybe empty, still a malformed one to count).
+                Ok((n, Some(from), seg)) if seg == 0 || seg >= n => {
+                    self.on_datagram(from, &buf[..n], pkt, out).await;
+                }
+                Ok((n, Some(from), seg)) => {
+                    for d in buf[..n].chunks(seg) {
+                        self.on_datagram(from, d, pkt, out).await;
+                    }
+                }
+                Ok((_, None, _)) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.flush_kernel();
+                    return false;
+                }
+                Err(e) => debug!("UDP receive: {e}"),
+            }
+        }
+        self.flush_kernel();
+        true
+    }
+
+    /// Hand a packet to the kernel. With offloads, TCP segments of one flow
+    /// wait in `gro` and go as one super-packet ([`Self::flush_kernel`]).
+    fn write_kernel(&mut self, packet: &[u8]) {
+        if self.gro_on && self.tun.get_ref().offload() {
+            if self.gro.push(packet) {
+                return;
+            }
+            self.flush_kernel();
+            if self.gro.push(packet) {
+                return;
+            }
+        }
+        if let Err(e) = self.tun.get_ref().send(packet) {
+            debug!("TUN write: {e}");
+        }
+    }
+
+    fn flush_kernel(&mut self) {
+        if let Some(frame) = self.gro.take() {
+            if let Err(e) = self.tun.get_ref().send_frame(frame) {
+                // Its segments are lost (TCP resends them); a kernel that
+                // refuses super-packets gets one packet per write from now on.
+                warn!("TUN write of merged TCP segments: {e}; no more merging");
+                self.gro_on = false;
+                self.dropped += 1;
+            }
+        }
+    }
+
     fn next_wake(&self) -> Instant {
         let mut t = self.mesh.poll_timeout();
         for x in [self.endpoint.poll_timeout(), self.engine.poll_timeout()]
@@ -950,6 +1110,50 @@ impl Node {
         }
     }
 
+    /// Send the batched datagrams: one GSO `sendmsg`, or one by one when
+    /// the socket cannot (a kernel error turns GSO off for that socket).
+    async fn send_batch(&mut self) {
+        let Some((to, data, seg, count)) = self.tx.contents() else {
+            return;
+        };
+        let sock = if to.is_ipv4() { &self.udp4 } else { &self.udp6 };
+        let mut broken = false;
+        if let Some(s) = sock {
+            let mut sent = false;
+            if count > 1 {
+                let fd = std::os::fd::AsRawFd::as_raw_fd(s);
+                let r = s
+                    .async_io(Interest::WRITABLE, || udp_off::send_gso(fd, to, data, seg))
+                    .await;
+                match r {
+                    Ok(_) => sent = true,
+                    // EIO: the kernel cannot segment for that route; others
+                    // (a path MTU below the segment size): this batch only.
+                    Err(e) => {
+                        broken = e.raw_os_error() == Some(nix::libc::EIO);
+                        debug!("GSO send of {count} datagrams to {to}: {e}");
+                    }
+                }
+            }
+            if !sent {
+                for d in data.chunks(seg) {
+                    if let Err(e) = s.send_to(d, to).await {
+                        debug!("send to {to}: {e}");
+                    }
+                }
+            }
+        }
+        if broken {
+            warn!("UDP GSO failed, sending one datagram per syscall from now on");
+            if to.is_ipv4() {
+                self.gso4 = false;
+            } else {
+                self.gso6 = false;
+            }
+        }
+        self.tx.clear();
+    }
+
     async fn send(&self, to: SocketAddr, bytes: &[u8]) {
         let sock = if to.is_ipv4() { &self.udp4 } else { &self.udp6 };
         if let Some(s) = sock {
@@ -963,12 +1167,7 @@ impl Node {
     /// and events, Babel packets, route changes.
     async fn flush(&mut self, out: &mut [u8]) {
         let t = now();
-        while let Some(tx) = self.endpoint.poll_transmit() {
-            self.send(tx.to, &tx.bytes).await;
-        }
-        while let Some(ev) = self.endpoint.poll_event() {
-            self.on_tunnel_event(t, ev, out).await;
-        }
+        self.endpoint_output(t, out).await;
         let mut payload = [0u8; 1500];
         while let Some(tx) = self.engine.poll_transmit(t, &mut payload) {
             let Some(&tid) = self.tunnel_of.get(&tx.link) else {
@@ -998,6 +1197,8 @@ impl Node {
         if self.versions.take_announce() {
             self.announce_version(None, out).await;
         }
+        self.send_batch().await;
+        self.flush_kernel();
         // Rare (a seqno request for our prefix), and a crash must not lose it.
         let seqno = self.engine.seqno();
         if self.seqno_saved != Some(seqno) {
@@ -1006,6 +1207,16 @@ impl Node {
             if let Err(e) = self.state.write_atomic(SEQNO_FILE, text.as_bytes(), 0o644) {
                 warn!("babel seqno: {e}");
             }
+        }
+    }
+
+    /// The tunnel endpoint's control datagrams and events.
+    async fn endpoint_output(&mut self, t: Instant, out: &mut [u8]) {
+        while let Some(tx) = self.endpoint.poll_transmit() {
+            self.send(tx.to, &tx.bytes).await;
+        }
+        while let Some(ev) = self.endpoint.poll_event() {
+            self.on_tunnel_event(t, ev, out).await;
         }
     }
 
@@ -1234,9 +1445,7 @@ impl Node {
             let back = sender.and_then(|s| self.fib.lookup(s, self.address).copied());
             match back {
                 Some(back) if !local => self.seal_and_send(back, &ptb[..n], out).await,
-                _ => {
-                    let _ = self.tun.get_ref().send(&ptb[..n]);
-                }
+                _ => self.write_kernel(&ptb[..n]),
             }
             return;
         }
@@ -1250,7 +1459,13 @@ impl Node {
                     p.counters.tx_packets += 1;
                     p.counters.tx_bytes += packet.len() as u64;
                 }
-                self.send(to, bytes).await
+                if !(if to.is_ipv4() { self.gso4 } else { self.gso6 }) {
+                    return self.send(to, bytes).await;
+                }
+                if !self.tx.accepts(to, bytes.len()) {
+                    self.send_batch().await;
+                }
+                self.tx.push(to, bytes);
             }
             Action::Err(e) => {
                 debug!("tunnel {tid}: {e}");
@@ -1260,18 +1475,22 @@ impl Node {
         }
     }
 
-    /// A datagram from a peer.
-    async fn on_datagram(&mut self, from: SocketAddr, n: usize, buf: &mut [u8], out: &mut [u8]) {
-        match self.endpoint.decapsulate(now(), from, &buf[..n], out) {
-            Action::WriteToNetwork(to, bytes) => self.send(to, bytes).await,
+    /// A datagram from a peer, opened into `pkt` (`out` stays free for
+    /// forwarding).
+    async fn on_datagram(&mut self, from: SocketAddr, d: &[u8], pkt: &mut [u8], out: &mut [u8]) {
+        let t = now();
+        match self.endpoint.decapsulate(t, from, d, pkt) {
+            Action::WriteToNetwork(to, bytes) => {
+                self.send(to, bytes).await;
+                // A handshake may have brought a tunnel up: known before the
+                // next datagram of this batch, its first data, is handled.
+                self.endpoint_output(t, out).await;
+            }
             Action::WriteToTunnel(tid, packet) => {
                 let len = packet.len();
-                // The decrypted packet is in `out`; forwarding needs `out`
-                // again, so it moves to `buf` (the datagram is consumed).
-                buf[..len].copy_from_slice(packet);
-                self.on_tunnel_packet(tid, &mut buf[..len], out).await;
+                self.on_tunnel_packet(tid, &mut pkt[..len], out).await;
             }
-            Action::Done => {}
+            Action::Done => self.endpoint_output(t, out).await,
             Action::Err(e) => {
                 debug!("datagram from {from}: {e}");
                 self.dropped += 1;
@@ -1313,7 +1532,7 @@ impl Node {
             self.fib.lookup(dst, src).copied()
         };
         let Some(next) = next else {
-            let _ = self.tun.get_ref().send(packet);
+            self.write_kernel(packet);
             return;
         };
         if next == tid || h.hop_limit() <= 1 {
