@@ -42,7 +42,12 @@ fn lan_mesh_forms_offline_and_ignores_another_network() {
     };
     let secs = start.elapsed().as_secs_f64();
     println!("offline LAN mesh of {N} nodes: all pairs ping {secs:.1} s after start");
-    assert!(secs <= 10.0, "took {secs:.1} s (goal: 10 s)\n{}", m.logs());
+    let routes: Vec<String> = ours.iter().map(|&i| m.nodes[i].ns.ip("-6 route")).collect();
+    assert!(
+        secs <= 10.0,
+        "took {secs:.1} s (goal: 10 s)\n{}\n{routes:#?}",
+        m.logs()
+    );
 
     // The foreign node (which may come up later: its link-local address can
     // still be in DAD): refused by everyone, routed by no one, and its own
