@@ -10,6 +10,8 @@
 //! Everything here works on caller buffers, allocates nothing and never
 //! panics on untrusted bytes.
 
+use crate::ip::{fold, sum, HEADER_LEN, NEXT_TCP};
+
 /// Size of `struct virtio_net_hdr` (the TUN default, TUNSETVNETHDRSZ unset).
 pub const VNET_HDR_LEN: usize = 10;
 /// `flags`: the checksum from `csum_start` to the end is left to us.
@@ -20,8 +22,6 @@ pub const GSO_TCPV6: u8 = 4;
 /// `gso_type` bit: the super-packet carries CWR (set on the first segment only).
 pub const GSO_ECN: u8 = 0x80;
 
-const IPV6_HDR: usize = 40;
-const NEXT_TCP: u8 = 6;
 const TCP_FIN: u8 = 0x01;
 const TCP_PSH: u8 = 0x08;
 const TCP_CWR: u8 = 0x80;
@@ -83,28 +83,6 @@ pub enum Error {
     BufferTooSmall,
 }
 
-/// Ones' complement sum of `data` as big-endian 16-bit words (odd length:
-/// padded with a zero byte), added to `acc`. Not folded. `data` must start
-/// on an even offset of what is summed.
-pub fn sum(data: &[u8], acc: u64) -> u64 {
-    // 64-bit words with the carry added back (ones' complement in 64 bits,
-    // folded to 16 later): a quarter of the additions of 16-bit words, and
-    // this runs over every byte of the data path at opt-level "z".
-    let add = |acc: u64, w: [u8; 8]| {
-        let (s, carry) = acc.overflowing_add(u64::from_be_bytes(w));
-        s + u64::from(carry)
-    };
-    let mut words = data.chunks_exact(8);
-    let mut acc = acc;
-    for w in &mut words {
-        acc = add(acc, w.try_into().unwrap_or_default());
-    }
-    let rest = words.remainder();
-    let mut tail = [0u8; 8];
-    tail[..rest.len()].copy_from_slice(rest);
-    add(acc, tail)
-}
-
 /// Fold a [`sum`] to 16 bits and complement it: the checksum field. A zero
 /// result is written as 0xffff, the same value in ones' complement and the
 /// only valid one for UDP over IPv6.
@@ -115,18 +93,10 @@ pub fn finish(acc: u64) -> u16 {
     }
 }
 
-/// A [`sum`] folded to 16 bits, not complemented.
-fn fold(mut acc: u64) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
-
 /// Sum of the IPv6 pseudo-header of `ip` (source, destination, upper-layer
 /// length and next header).
 fn pseudo_sum(ip: &[u8], upper_len: usize, next: u8) -> u64 {
-    sum(&ip[8..IPV6_HDR], upper_len as u64 + u64::from(next))
+    sum(&ip[8..HEADER_LEN], upper_len as u64 + u64::from(next))
 }
 
 /// Complete a checksum the kernel left partial (VIRTIO_NET_HDR_F_NEEDS_CSUM):
@@ -187,19 +157,19 @@ pub struct Segments<'a> {
 
 impl<'a> Segments<'a> {
     fn new(hdr: &VnetHdr, pkt: &'a [u8]) -> Result<Self, Error> {
-        if pkt.len() < IPV6_HDR || pkt[0] >> 4 != 6 {
+        if pkt.len() < HEADER_LEN || pkt[0] >> 4 != 6 {
             return Err(Error::Malformed);
         }
         // The kernel marks where TCP starts; behind extension headers too.
         let l4 = if hdr.flags & F_NEEDS_CSUM != 0 {
             usize::from(hdr.csum_start)
         } else if pkt[6] == NEXT_TCP {
-            IPV6_HDR
+            HEADER_LEN
         } else {
             return Err(Error::Malformed);
         };
         // TCP right behind the IPv6 header exactly when it says so.
-        if l4 < IPV6_HDR || (l4 == IPV6_HDR) != (pkt[6] == NEXT_TCP) || pkt.len() < l4 + 20 {
+        if l4 < HEADER_LEN || (l4 == HEADER_LEN) != (pkt[6] == NEXT_TCP) || pkt.len() < l4 + 20 {
             return Err(Error::Malformed);
         }
         let head = l4 + usize::from(pkt[l4 + 12] >> 4) * 4;
@@ -244,7 +214,7 @@ impl<'a> Segments<'a> {
         let Some(out) = out.get_mut(..len) else {
             return Some(Err(Error::BufferTooSmall));
         };
-        let Ok(plen) = u16::try_from(len - IPV6_HDR) else {
+        let Ok(plen) = u16::try_from(len - HEADER_LEN) else {
             return Some(Err(Error::Malformed));
         };
         let from = self.head + self.done;
@@ -291,7 +261,7 @@ pub struct Coalescer {
 impl Default for Coalescer {
     fn default() -> Self {
         Coalescer {
-            buf: vec![0; VNET_HDR_LEN + IPV6_HDR + 65535],
+            buf: vec![0; VNET_HDR_LEN + HEADER_LEN + 65535],
             len: 0,
             head: 0,
             mss: 0,
@@ -307,19 +277,22 @@ const TCP_ACK: u8 = 0x10;
 /// The TCP header length of a plain data segment we may merge, if `p` is one
 /// (IPv6 without extension headers, ACK or ACK+PSH, payload, good checksum).
 fn mergeable(p: &[u8]) -> Option<usize> {
-    if p.len() < IPV6_HDR + 20 || p[0] >> 4 != 6 || p[6] != NEXT_TCP {
+    if p.len() < HEADER_LEN + 20 || p[0] >> 4 != 6 || p[6] != NEXT_TCP {
         return None;
     }
-    if usize::from(u16::from_be_bytes([p[4], p[5]])) != p.len() - IPV6_HDR {
+    if usize::from(u16::from_be_bytes([p[4], p[5]])) != p.len() - HEADER_LEN {
         return None;
     }
-    let head = IPV6_HDR + usize::from(p[IPV6_HDR + 12] >> 4) * 4;
-    let flags = p[IPV6_HDR + 13];
-    if head < IPV6_HDR + 20 || head >= p.len() || flags & !TCP_PSH != TCP_ACK {
+    let head = HEADER_LEN + usize::from(p[HEADER_LEN + 12] >> 4) * 4;
+    let flags = p[HEADER_LEN + 13];
+    if head < HEADER_LEN + 20 || head >= p.len() || flags & !TCP_PSH != TCP_ACK {
         return None;
     }
     // The kernel will not check a merged packet again: check each here.
-    let acc = sum(&p[IPV6_HDR..], pseudo_sum(p, p.len() - IPV6_HDR, NEXT_TCP));
+    let acc = sum(
+        &p[HEADER_LEN..],
+        pseudo_sum(p, p.len() - HEADER_LEN, NEXT_TCP),
+    );
     (fold(acc) == 0xffff).then_some(head)
 }
 
@@ -333,7 +306,7 @@ impl Coalescer {
         };
         let seq = u32::from_be_bytes([p[44], p[45], p[46], p[47]]);
         let payload = p.len() - head;
-        let flags = p[IPV6_HDR + 13];
+        let flags = p[HEADER_LEN + 13];
         if self.len == 0 {
             self.buf[VNET_HDR_LEN..VNET_HDR_LEN + p.len()].copy_from_slice(p);
             self.len = VNET_HDR_LEN + p.len();
@@ -355,7 +328,7 @@ impl Coalescer {
             || !same
             || seq != self.next_seq
             || payload > self.mss
-            || self.len - VNET_HDR_LEN - IPV6_HDR + payload > 65535
+            || self.len - VNET_HDR_LEN - HEADER_LEN + payload > 65535
         {
             return false;
         }
@@ -364,7 +337,7 @@ impl Coalescer {
         self.count += 1;
         self.next_seq = seq.wrapping_add(payload as u32);
         if flags & TCP_PSH != 0 {
-            self.buf[VNET_HDR_LEN + IPV6_HDR + 13] |= TCP_PSH;
+            self.buf[VNET_HDR_LEN + HEADER_LEN + 13] |= TCP_PSH;
         }
         self.closed = flags & TCP_PSH != 0 || payload < self.mss;
         true
@@ -380,19 +353,19 @@ impl Coalescer {
         let mut hdr = VnetHdr::default();
         if self.count > 1 {
             let p = &mut self.buf[VNET_HDR_LEN..len];
-            let plen = (p.len() - IPV6_HDR) as u16;
+            let plen = (p.len() - HEADER_LEN) as u16;
             p[4..6].copy_from_slice(&plen.to_be_bytes());
             // As the kernel leaves it for checksum offload: the pseudo-header
             // sum over the whole length, folded, not complemented.
-            let c = fold(pseudo_sum(p, p.len() - IPV6_HDR, NEXT_TCP));
-            let at = IPV6_HDR + TCP_CSUM;
+            let c = fold(pseudo_sum(p, p.len() - HEADER_LEN, NEXT_TCP));
+            let at = HEADER_LEN + TCP_CSUM;
             p[at..at + 2].copy_from_slice(&c.to_be_bytes());
             hdr = VnetHdr {
                 flags: F_NEEDS_CSUM,
                 gso_type: GSO_TCPV6,
                 hdr_len: self.head as u16,
                 gso_size: self.mss as u16,
-                csum_start: IPV6_HDR as u16,
+                csum_start: HEADER_LEN as u16,
                 csum_offset: TCP_CSUM as u16,
             };
         }

@@ -12,7 +12,7 @@ use node_lite::offload::{
     self, Coalescer, VnetHdr, F_NEEDS_CSUM, GSO_ECN, GSO_TCPV6, VNET_HDR_LEN,
 };
 
-/// RFC 1071, 16 bits at a time: independent of offload::sum.
+/// RFC 1071, 16 bits at a time: independent of ip::sum.
 fn csum_ok(data: &[u8]) -> bool {
     let mut s: u32 = 0;
     for c in data.chunks(2) {
