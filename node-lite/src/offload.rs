@@ -10,7 +10,7 @@
 //! Everything here works on caller buffers, allocates nothing and never
 //! panics on untrusted bytes.
 
-use crate::ip::{fold, sum, HEADER_LEN, NEXT_TCP};
+use crate::ip::{fold, sum, Header, HEADER_LEN, NEXT_TCP};
 
 /// Size of `struct virtio_net_hdr` (the TUN default, TUNSETVNETHDRSZ unset).
 pub const VNET_HDR_LEN: usize = 10;
@@ -277,10 +277,11 @@ const TCP_ACK: u8 = 0x10;
 /// The TCP header length of a plain data segment we may merge, if `p` is one
 /// (IPv6 without extension headers, ACK or ACK+PSH, payload, good checksum).
 fn mergeable(p: &[u8]) -> Option<usize> {
-    if p.len() < HEADER_LEN + 20 || p[0] >> 4 != 6 || p[6] != NEXT_TCP {
-        return None;
-    }
-    if usize::from(u16::from_be_bytes([p[4], p[5]])) != p.len() - HEADER_LEN {
+    let h = Header::parse(p)?;
+    if h.next_header() != NEXT_TCP
+        || h.payload_len() != p.len() - HEADER_LEN
+        || p.len() < HEADER_LEN + 20
+    {
         return None;
     }
     let head = HEADER_LEN + usize::from(p[HEADER_LEN + 12] >> 4) * 4;

@@ -1117,30 +1117,25 @@ impl Node {
             return;
         };
         let sock = if to.is_ipv4() { &self.udp4 } else { &self.udp6 };
-        let mut broken = false;
-        if let Some(s) = sock {
-            let mut sent = false;
-            if count > 1 {
-                let fd = std::os::fd::AsRawFd::as_raw_fd(s);
-                let r = s
-                    .async_io(Interest::WRITABLE, || udp_off::send_gso(fd, to, data, seg))
-                    .await;
-                match r {
-                    Ok(_) => sent = true,
-                    // EIO: the kernel cannot segment for that route; others
-                    // (a path MTU below the segment size): this batch only.
-                    Err(e) => {
-                        broken = e.raw_os_error() == Some(nix::libc::EIO);
-                        debug!("GSO send of {count} datagrams to {to}: {e}");
-                    }
+        let (mut sent, mut broken) = (false, false);
+        if let Some(s) = sock.as_ref().filter(|_| count > 1) {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(s);
+            let r = s
+                .async_io(Interest::WRITABLE, || udp_off::send_gso(fd, to, data, seg))
+                .await;
+            match r {
+                Ok(_) => sent = true,
+                // EIO: the kernel cannot segment for that route; others
+                // (a path MTU below the segment size): this batch only.
+                Err(e) => {
+                    broken = e.raw_os_error() == Some(nix::libc::EIO);
+                    debug!("GSO send of {count} datagrams to {to}: {e}");
                 }
             }
-            if !sent {
-                for d in data.chunks(seg) {
-                    if let Err(e) = s.send_to(d, to).await {
-                        debug!("send to {to}: {e}");
-                    }
-                }
+        }
+        if !sent {
+            for d in data.chunks(seg) {
+                self.send(to, d).await;
             }
         }
         if broken {
