@@ -5,10 +5,19 @@
 //! [`Proc`] kills its process. Tests use only TEST-NET and documentation
 //! addresses inside the namespaces they create.
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+static START: OnceLock<Instant> = OnceLock::new();
+
+/// Time since the first call in this test binary: the clock of log stamps.
+pub fn since_start() -> Duration {
+    START.get_or_init(Instant::now).elapsed()
+}
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -74,17 +83,39 @@ impl Netns {
             .success()
     }
 
-    /// Start a long-running process inside the namespace.
+    /// Start a long-running process inside the namespace; its output goes
+    /// to `log`, each line stamped with the seconds since the test binary
+    /// started (to tell what happened when, across processes).
     pub fn spawn(&self, program: impl AsRef<Path>, args: &[&str], log: &Path) -> Proc {
-        let log = std::fs::File::create(log).expect("create log");
-        let child = self
+        let log = Arc::new(Mutex::new(std::fs::File::create(log).expect("create log")));
+        since_start();
+        let mut child = self
             .command(program)
             .args(args)
             .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn");
+        let out = child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn Read + Send>);
+        let err = child
+            .stderr
+            .take()
+            .map(|e| Box::new(e) as Box<dyn Read + Send>);
+        for pipe in [out, err].into_iter().flatten() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    let t = since_start().as_secs_f64();
+                    let mut f = log.lock().unwrap_or_else(|e| e.into_inner());
+                    let _ = writeln!(f, "[{t:7.3}] {line}");
+                }
+            });
+        }
         Proc { child: Some(child) }
     }
 }

@@ -25,6 +25,7 @@ fn lan_mesh_forms_offline_and_ignores_another_network() {
     m.registry.stop();
 
     let start = Instant::now();
+    let stamp = re6st_integration::netns::since_start().as_secs_f64();
     for i in 0..=foreign {
         let lan = format!("babel_interface={}", m.nodes[i].dev);
         m.nodes[i].options.push(lan);
@@ -45,7 +46,7 @@ fn lan_mesh_forms_offline_and_ignores_another_network() {
     let routes: Vec<String> = ours.iter().map(|&i| m.nodes[i].ns.ip("-6 route")).collect();
     assert!(
         secs <= 10.0,
-        "took {secs:.1} s (goal: 10 s)\n{}\n{routes:#?}",
+        "took {secs:.1} s (goal: 10 s), from [{stamp:7.3}]\n{}\n{routes:#?}",
         m.logs()
     );
 

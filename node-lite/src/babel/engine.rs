@@ -30,6 +30,8 @@ const HOP_COUNT: u8 = 127;
 const REQUEST_TIMEOUT_MS: u64 = 65_000;
 /// Resend attempts for urgent requests and updates (babeld `RESEND_MAX`).
 const RESEND_MAX: u8 = 3;
+/// At most one full dump a second on a link in answer to wildcard requests.
+const DUMP_GUARD_MS: u64 = 1000;
 /// PC TLV + MAC TLV at most: room kept at the end of every signed packet.
 const TRAILER_SPACE: usize = 2 + 4 + 8 + 2 + MAX_MAC_LEN;
 
@@ -133,6 +135,8 @@ struct Link {
     hello_urgent: bool,
     update_at: Instant,
     last_full_update: Option<Instant>,
+    /// A wildcard request came within the dump guard: the dump it is owed.
+    dump_due: Option<Instant>,
     /// Destinations whose Update is due; resolved against the tables at flush time.
     pending_updates: Vec<(Prefix, Prefix)>,
     update_flush_at: Option<Instant>,
@@ -289,6 +293,7 @@ impl Engine {
             hello_urgent: false,
             update_at,
             last_full_update: None,
+            dump_due: None,
             pending_updates: Vec::new(),
             update_flush_at: None,
             out: OutQueue::default(),
@@ -1581,6 +1586,7 @@ impl Engine {
         let l = self.link_mut(link);
         l.update_at = next;
         l.last_full_update = Some(now);
+        l.dump_due = None;
     }
 
     /// babeld `flushupdates`: turns pending destinations into Update TLVs with the
@@ -1912,16 +1918,21 @@ impl Engine {
                     None => {
                         self.send_ihu(now, n);
                         // A newcomer waits for this: answer at once, but at most
-                        // one dump per hello interval (at least a second), so
-                        // that nodes booting together cause no update storm.
-                        // (babeld's guard is meant the same, but divides its
-                        // millisecond interval by 100: ten intervals.)
-                        let l = self.link(link);
-                        let quiet = (l.cfg.hello_interval_ms as u64).max(1000);
-                        if l.last_full_update
-                            .is_none_or(|t| now.millis_since(t) > quiet)
-                        {
+                        // one dump a second per link, so that nodes booting
+                        // together cause no update storm. A request within the
+                        // guard is answered when it ends rather than dropped
+                        // (as babeld does): the requester may have missed the
+                        // last dump, as a LAN neighbour does until our beacon
+                        // proved us to it.
+                        let due = self
+                            .link(link)
+                            .last_full_update
+                            .map_or(now, |t| t.add_millis(DUMP_GUARD_MS).max(now));
+                        if due <= now {
                             self.send_full_update(now, link, true);
+                        } else {
+                            let l = self.link_mut(link);
+                            l.dump_due = Some(l.dump_due.map_or(due, |d| d.min(due)));
                         }
                     }
                     Some(p) => self.send_update(now, Some(link), false, p, src_prefix),
@@ -2095,6 +2106,9 @@ impl Engine {
             if m.challenge_reply_after.is_none_or(|t| now > t) {
                 m.challenge_reply_after = Some(now.add_millis(300));
                 self.queue_neighbour(now, id, Out::ChallengeReply(nonce), 10);
+                // The challenger dropped what we sent so far, our Hello too:
+                // another, after the reply, saves it a hello interval.
+                self.hello_soon(link, now.add_millis(50));
             }
         }
         if accept {
@@ -2143,7 +2157,9 @@ impl Engine {
             if now >= self.link(l).hello_at {
                 self.send_hello(now, l);
             }
-            if now >= self.link(l).update_at {
+            if self.link(l).dump_due.is_some_and(|t| now >= t) {
+                self.send_full_update(now, l, true);
+            } else if now >= self.link(l).update_at {
                 self.send_full_update(now, l, false);
             }
             if self.link(l).update_flush_at.is_some_and(|t| now >= t) {
@@ -2169,6 +2185,7 @@ impl Engine {
         for l in self.links.iter().flatten() {
             t = t.min(l.hello_at).min(l.update_at);
             for x in [
+                l.dump_due,
                 l.update_flush_at,
                 l.out.flush_at.filter(|_| !l.out.is_empty()),
             ]
