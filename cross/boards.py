@@ -97,8 +97,6 @@ def load_targets(path=TARGETS_FILE):
     for triple, t in targets.items():
         if t.get("toolchain") not in ("stable", "nightly"):
             raise ProfileError(f"{triple}: toolchain must be stable or nightly")
-        if t.get("linker") not in ("host", "rust-lld", "zig"):
-            raise ProfileError(f"{triple}: linker must be host, rust-lld or zig")
         if not isinstance(t.get("rustflags"), list) or not isinstance(t.get("qemu"), str):
             raise ProfileError(f"{triple}: rustflags (list) and qemu (string) are required")
         sections = t.setdefault("remove_sections", [])

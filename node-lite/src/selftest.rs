@@ -99,11 +99,13 @@ fn expect_eq(what: &str, got: &[u8], want: &[u8]) -> Result<(), String> {
 }
 
 fn aead_rfc8439() -> Result<(), String> {
-    use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-    use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
+    // The data path's own AEAD (ring's assembly or RustCrypto, by target).
+    use re6st_aead::{Aead, TAG_LEN};
 
     let key = hex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f");
-    let nonce = hex("070000004041424344454647");
+    let nonce: [u8; 12] = hex("070000004041424344454647")
+        .try_into()
+        .expect("12 bytes");
     let aad = hex("50515253c0c1c2c3c4c5c6c7");
     let plain = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip \
                   for the future, sunscreen would be it.";
@@ -113,26 +115,22 @@ fn aead_rfc8439() -> Result<(), String> {
          92ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc\
          3ff4def08e4b7a9de576d26586cec64b6116",
     );
-    let want_tag = hex("1ae10b594f09e26a7e902ecbd0600691");
+    let want_tag: [u8; TAG_LEN] = hex("1ae10b594f09e26a7e902ecbd0600691")
+        .try_into()
+        .expect("16 bytes");
 
-    let aead = ChaCha20Poly1305::new(Key::from_slice(&key));
-    let nonce = Nonce::from_slice(&nonce);
+    let aead = Aead::new(&key.try_into().expect("32 bytes"));
     let mut buf = plain.to_vec();
-    let tag = aead
-        .encrypt_in_place_detached(nonce, &aad, &mut buf)
-        .map_err(|_| "encryption failed".to_string())?;
+    let tag = aead.seal(&nonce, &aad, &mut buf);
     expect_eq("ciphertext", &buf, &want)?;
     expect_eq("tag", &tag, &want_tag)?;
-    aead.decrypt_in_place_detached(nonce, &aad, &mut buf, &tag)
+    aead.open(&nonce, &aad, &mut buf, &tag)
         .map_err(|_| "decryption of the vector failed".to_string())?;
     expect_eq("decrypted text", &buf, plain)?;
     // A flipped bit must be rejected, or the tag check is miscompiled.
     let mut forged = want.clone();
     forged[7] ^= 0x10;
-    if aead
-        .decrypt_in_place_detached(nonce, &aad, &mut forged, Tag::from_slice(&want_tag))
-        .is_ok()
-    {
+    if aead.open(&nonce, &aad, &mut forged, &want_tag).is_ok() {
         return Err("a forged ciphertext was accepted".into());
     }
     Ok(())
