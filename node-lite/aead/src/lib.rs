@@ -1,14 +1,13 @@
 //! ChaCha20-Poly1305 (RFC 8439) for the tunnel data path: two non-generic
 //! functions, whatever does the work.
 //!
-//! On x86_64 and aarch64 that is ring, whose BoringSSL assembly (AVX2/AVX-512,
-//! NEON) seals 1400-byte packets about 2.5x as fast as the RustCrypto crates;
-//! the cipher was two thirds of the daemons' CPU per Gbit. Elsewhere (MIPS,
-//! 32-bit ARM) it is RustCrypto's chacha20poly1305, portable and smaller:
-//! the MIPS package has a size budget, and the handshake (snow) links it
-//! anyway. Those cipher crates are generic, instantiated (and optimised) in
-//! the crate that calls them: here, at opt-level 3 (root Cargo.toml) inside
-//! a size-optimised binary.
+//! On x86_64 and ARM that is ring, whose BoringSSL assembly (AVX2/AVX-512,
+//! NEON) seals 1400-byte packets about 2.5x as fast as the RustCrypto crates
+//! on x86_64; the cipher was two thirds of the daemons' CPU per Gbit. On MIPS,
+//! where ring has only generic code, it is RustCrypto's chacha20poly1305, which
+//! the handshake (snow) links anyway. Those crates are generic, instantiated
+//! (and optimised) in the crate that calls them: here, at opt-level 3 (root
+//! Cargo.toml) inside a size-optimised binary.
 
 pub const TAG_LEN: usize = 16;
 
@@ -43,7 +42,7 @@ impl Aead {
     }
 }
 
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm"))]
 mod backend {
     use super::{BadTag, TAG_LEN};
     use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, CHACHA20_POLY1305};
@@ -83,7 +82,7 @@ mod backend {
     }
 }
 
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm")))]
 mod backend {
     use super::{BadTag, TAG_LEN};
     use chacha20poly1305::aead::{AeadInPlace, KeyInit};
