@@ -15,46 +15,28 @@ pub const TAG_LEN: usize = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BadTag;
 
-/// A key, ready to seal or open.
-pub struct Aead(backend::Key);
+pub use backend::Aead;
 
-impl Aead {
-    pub fn new(key: &[u8; 32]) -> Self {
-        Aead(backend::Key::new(key))
-    }
-
-    /// Encrypt `text` in place; returns the tag over `aad` and the ciphertext.
-    #[inline(never)]
-    pub fn seal(&self, nonce: &[u8; 12], aad: &[u8], text: &mut [u8]) -> [u8; TAG_LEN] {
-        self.0.seal(nonce, aad, text)
-    }
-
-    /// Decrypt `text` in place if `tag` verifies (else `text` is unspecified).
-    #[inline(never)]
-    pub fn open(
-        &self,
-        nonce: &[u8; 12],
-        aad: &[u8],
-        text: &mut [u8],
-        tag: &[u8; TAG_LEN],
-    ) -> Result<(), BadTag> {
-        self.0.open(nonce, aad, text, tag)
-    }
-}
+// Each backend: `Aead::new(key)`; `seal(nonce, aad, text)` encrypts `text` in
+// place and returns the tag over `aad` and the ciphertext; `open(nonce, aad,
+// text, tag)` decrypts `text` in place if `tag` verifies (else `text` is
+// unspecified). Not inlined: the work stays in this opt-level-3 crate.
 
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm"))]
 mod backend {
     use super::{BadTag, TAG_LEN};
     use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, CHACHA20_POLY1305};
 
-    pub struct Key(LessSafeKey);
+    /// A key, ready to seal or open.
+    pub struct Aead(LessSafeKey);
 
-    impl Key {
+    impl Aead {
         pub fn new(key: &[u8; 32]) -> Self {
             let k = UnboundKey::new(&CHACHA20_POLY1305, key).expect("a 32-byte key");
-            Key(LessSafeKey::new(k))
+            Aead(LessSafeKey::new(k))
         }
 
+        #[inline(never)]
         pub fn seal(&self, nonce: &[u8; 12], aad: &[u8], text: &mut [u8]) -> [u8; TAG_LEN] {
             let n = Nonce::assume_unique_for_key(*nonce);
             let tag = self
@@ -66,6 +48,7 @@ mod backend {
             out
         }
 
+        #[inline(never)]
         pub fn open(
             &self,
             nonce: &[u8; 12],
@@ -88,13 +71,15 @@ mod backend {
     use chacha20poly1305::aead::{AeadInPlace, KeyInit};
     use chacha20poly1305::{ChaCha20Poly1305, Tag};
 
-    pub struct Key(ChaCha20Poly1305);
+    /// A key, ready to seal or open.
+    pub struct Aead(ChaCha20Poly1305);
 
-    impl Key {
+    impl Aead {
         pub fn new(key: &[u8; 32]) -> Self {
-            Key(ChaCha20Poly1305::new(key.into()))
+            Aead(ChaCha20Poly1305::new(key.into()))
         }
 
+        #[inline(never)]
         pub fn seal(&self, nonce: &[u8; 12], aad: &[u8], text: &mut [u8]) -> [u8; TAG_LEN] {
             self.0
                 .encrypt_in_place_detached(nonce.into(), aad, text)
@@ -102,6 +87,7 @@ mod backend {
                 .into()
         }
 
+        #[inline(never)]
         pub fn open(
             &self,
             nonce: &[u8; 12],
