@@ -65,10 +65,16 @@ pub fn inner_mtu(underlay_mtu: u32, over_ipv6: bool, tunnel_overhead: u32) -> u3
 }
 
 /// The Internet checksum of the upper-layer message `msg` (ICMPv6, UDP)
-/// from `src` to `dst`, with the IPv6 pseudo-header (RFC 8200 §8.1).
+/// from `src` to `dst`, with the IPv6 pseudo-header (RFC 8200 §8.1); 0 when
+/// `msg` holds a right one.
 pub fn checksum(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, msg: &[u8]) -> u16 {
+    !fold(upper_sum(src, dst, next_header, msg))
+}
+
+/// The [`sum`] of the IPv6 pseudo-header and `msg`.
+fn upper_sum(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, msg: &[u8]) -> u64 {
     let acc = sum(&src.octets(), msg.len() as u64 + u64::from(next_header));
-    !fold(sum(msg, sum(&dst.octets(), acc)))
+    sum(msg, sum(&dst.octets(), acc))
 }
 
 /// Ones' complement sum of `data` as big-endian 16-bit words (odd length:
@@ -99,6 +105,16 @@ pub fn fold(mut acc: u64) -> u16 {
         acc = (acc & 0xffff) + (acc >> 16);
     }
     acc as u16
+}
+
+/// Fold a [`sum`] to 16 bits and complement it: the checksum field. A zero
+/// result is written as 0xffff, the same value in ones' complement and the
+/// only valid one for UDP over IPv6 (RFC 8200 §8.1: zero means none).
+pub fn finish(acc: u64) -> u16 {
+    match !fold(acc) {
+        0 => 0xffff,
+        c => c,
+    }
 }
 
 pub fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, msg: &[u8]) -> u16 {
@@ -174,11 +190,7 @@ impl<'a> Udp<'a> {
         u[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
         u[6..8].fill(0);
         u[8..].copy_from_slice(self.payload);
-        // A zero result is sent as all ones (RFC 8200 §8.1: zero means none).
-        let sum = match checksum(self.src, self.dst, NEXT_UDP, u) {
-            0 => 0xffff,
-            s => s,
-        };
+        let sum = finish(upper_sum(self.src, self.dst, NEXT_UDP, u));
         u[6..8].copy_from_slice(&sum.to_be_bytes());
         Some(total)
     }

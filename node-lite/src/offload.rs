@@ -10,7 +10,7 @@
 //! Everything here works on caller buffers, allocates nothing and never
 //! panics on untrusted bytes.
 
-use crate::ip::{fold, sum, Header, HEADER_LEN, NEXT_TCP};
+use crate::ip::{checksum, finish, fold, sum, Header, HEADER_LEN, NEXT_TCP};
 
 /// Size of `struct virtio_net_hdr` (the TUN default, TUNSETVNETHDRSZ unset).
 pub const VNET_HDR_LEN: usize = 10;
@@ -81,16 +81,6 @@ pub enum Error {
     Unsupported,
     /// The output buffer cannot hold a segment.
     BufferTooSmall,
-}
-
-/// Fold a [`sum`] to 16 bits and complement it: the checksum field. A zero
-/// result is written as 0xffff, the same value in ones' complement and the
-/// only valid one for UDP over IPv6.
-pub fn finish(acc: u64) -> u16 {
-    match !fold(acc) {
-        0 => 0xffff,
-        c => c,
-    }
 }
 
 /// Sum of the IPv6 pseudo-header of `ip` (source, destination, upper-layer
@@ -290,11 +280,7 @@ fn mergeable(p: &[u8]) -> Option<usize> {
         return None;
     }
     // The kernel will not check a merged packet again: check each here.
-    let acc = sum(
-        &p[HEADER_LEN..],
-        pseudo_sum(p, p.len() - HEADER_LEN, NEXT_TCP),
-    );
-    (fold(acc) == 0xffff).then_some(head)
+    (checksum(h.src(), h.dst(), NEXT_TCP, &p[HEADER_LEN..]) == 0).then_some(head)
 }
 
 impl Coalescer {

@@ -37,30 +37,39 @@ fn two_nodes(offload_b: bool) {
     let b = Netns::new("b");
     veth(&a, "192.0.2.1/24", &b, "192.0.2.2/24");
     let bin = node_bin();
-    let node = |ns: &Netns, dir: &Path, extra: &[&str], log: &str| {
-        let state = format!("state_dir={}", dir.display());
-        let run = format!("run_dir={}", dir.display());
-        let mut args = vec!["--log-level", "debug", "run", "-o", &state, "-o", &run];
-        args.extend_from_slice(extra);
-        ns.spawn(&bin, &args, &tmp.path().join(log))
-    };
-    let plain = |ns: &Netns, dir: &Path, extra: &[&str], log: &str| {
+    // RE6ST_LITE_OFFLOAD=0 as on kernels that refuse offloads.
+    let node = |ns: &Netns, dir: &Path, extra: &[&str], log: &str, offload: bool| {
         let state = format!("state_dir={}", dir.display());
         let run = format!("run_dir={}", dir.display());
         let bin = bin.to_string_lossy();
-        let mut args = vec!["RE6ST_LITE_OFFLOAD=0", &bin, "--log-level", "debug", "run"];
-        args.extend_from_slice(&["-o", &state, "-o", &run]);
+        let env = if offload {
+            "RE6ST_LITE_OFFLOAD=1"
+        } else {
+            "RE6ST_LITE_OFFLOAD=0"
+        };
+        let mut args = vec![
+            env,
+            &bin,
+            "--log-level",
+            "debug",
+            "run",
+            "-o",
+            &state,
+            "-o",
+            &run,
+        ];
         args.extend_from_slice(extra);
         ns.spawn("env", &args, &tmp.path().join(log))
     };
-    let mut node_a = node(&a, &dir_a, &[], "a.log");
+    let mut node_a = node(&a, &dir_a, &[], "a.log", true);
     // B knows A's underlay address; A learns B's from B's handshake.
-    let b_args = ["-o", "peer=192.0.2.1:1194"];
-    let mut node_b = if offload_b {
-        node(&b, &dir_b, &b_args, "b.log")
-    } else {
-        plain(&b, &dir_b, &b_args, "b.log")
-    };
+    let mut node_b = node(
+        &b,
+        &dir_b,
+        &["-o", "peer=192.0.2.1:1194"],
+        "b.log",
+        offload_b,
+    );
     let logs = || {
         format!(
             "--- a.log\n{}\n--- b.log\n{}",

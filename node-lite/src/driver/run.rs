@@ -1454,7 +1454,8 @@ impl Node {
                     p.counters.tx_packets += 1;
                     p.counters.tx_bytes += packet.len() as u64;
                 }
-                if !(if to.is_ipv4() { self.gso4 } else { self.gso6 }) {
+                let gso = if to.is_ipv4() { self.gso4 } else { self.gso6 };
+                if !gso {
                     return self.send(to, bytes).await;
                 }
                 if !self.tx.accepts(to, bytes.len()) {
