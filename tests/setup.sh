@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${RE6ST_VENV:-/opt/re6st-lite/venv}
-PACKAGES=(ca-certificates curl git gcc python3 python3-venv openssl iproute2 iputils-ping
+PACKAGES=(ca-certificates curl git gcc libc6-dev python3 python3-venv openssl iproute2 iputils-ping
           babeld ndisc6 iperf3 tcpdump
           busybox shellcheck)  # OpenWrt package: init script under ash, shellcheck
 
