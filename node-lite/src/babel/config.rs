@@ -274,7 +274,9 @@ impl Default for Limits {
         Limits {
             links: 64,
             neighbours: 128,
-            sources: 2048,
+            // Every route needs its source: fewer sources than routes would make a
+            // full source table refuse routes the route table has room for.
+            sources: 4096,
             routes: 4096,
             originated: 16,
             pending_requests: 256,
@@ -291,6 +293,11 @@ pub struct EngineConfig {
     pub limits: Limits,
     /// Seconds for the smoothed metric to move half-way (babeld `-M`, default 4).
     pub smoothing_half_life: u32,
+    /// The overlay's prefix. Over tunnels, only routes inside it are accepted, and a
+    /// default route only as `::/0 from <inside it>` (a re6st gateway, RFC 9079), so
+    /// that no member can draw the internet's traffic to itself. `None`: any
+    /// destination but a plain `::/0`.
+    pub network: Option<Prefix>,
     /// Seed for the jitter and nonce generator (from the OS at start; fixed in tests).
     pub seed: u64,
 }
@@ -302,6 +309,7 @@ impl EngineConfig {
             mac: MacConfig::default(),
             limits: Limits::default(),
             smoothing_half_life: 4,
+            network: None,
             seed,
         }
     }

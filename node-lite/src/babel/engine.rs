@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::net::{Ipv6Addr, SocketAddrV6};
 
-use super::config::{EngineConfig, LinkConfig, MacConfig};
+use super::config::{EngineConfig, LinkConfig, LinkKind, MacConfig};
 use super::mac::{MacCheck, MacKey, MAX_MAC_LEN};
 use super::neighbour::Neighbour;
 use super::route::{hold_time, smooth, Route, Source, SOURCE_GC_SECS};
@@ -150,6 +150,8 @@ struct Link {
 struct NeighbourSlot {
     n: Neighbour,
     out: OutQueue,
+    /// Entries of the route table learnt from it (the fair share when it is full).
+    routes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,11 +210,15 @@ pub struct Engine {
     xroutes: Vec<XRoute>,
     requests: Vec<Resend>,
     events: VecDeque<RouteEvent>,
+    /// Neighbours some of whose routes a full table refused.
+    refused: Vec<NeighbourId>,
     check_neighbours_at: Instant,
     expiry_at: Instant,
     source_expiry_at: Instant,
     stats: Stats,
 }
+
+mod full;
 
 fn time_us(t: Instant) -> u32 {
     (t.as_millis().wrapping_mul(1000)) as u32
@@ -241,6 +247,7 @@ impl Engine {
             xroutes: Vec::new(),
             requests: Vec::new(),
             events: VecDeque::new(),
+            refused: Vec::new(),
             check_neighbours_at: now.add_millis(50_000),
             expiry_at,
             source_expiry_at,
@@ -470,6 +477,7 @@ impl Engine {
         self.neighbours[slot] = Some(NeighbourSlot {
             n: Neighbour::new(link, address, now),
             out: OutQueue::default(),
+            routes: 0,
         });
         Some(NeighbourId(slot))
     }
@@ -524,6 +532,8 @@ impl Engine {
             }
         }
         self.neighbours[n.0] = None;
+        self.refused.retain(|&r| r != n);
+        self.ask_refused_again(now);
     }
 
     fn update_neighbour_metric(&mut self, now: Instant, n: NeighbourId, changed: bool) {
@@ -585,7 +595,7 @@ impl Engine {
         if let Some(i) = self.find_source(id, prefix, src) {
             return Some(i);
         }
-        if self.sources.len() >= self.cfg.limits.sources {
+        if self.sources.len() >= self.cfg.limits.sources && !self.evict_sources() {
             self.stats.table_full += 1;
             return None;
         }
@@ -771,7 +781,10 @@ impl Engine {
             self.routes[r].src_prefix,
         );
         self.uninstall_route(r);
-        self.routes.remove(r);
+        let gone = self.routes.remove(r);
+        if let Some(slot) = self.neighbours[gone.neighbour.0].as_mut() {
+            slot.routes -= 1;
+        }
         if lost {
             self.route_lost(now, id, prefix, src, oldmetric);
         }
@@ -952,6 +965,30 @@ impl Engine {
         }
     }
 
+    /// Whether a destination may be learnt over a tunnel, whoever announces it
+    /// ([issue 20]): inside the network (or `::/0 from` inside it, never a plain
+    /// default), not inside our own prefix, and not more specific than a tunnel
+    /// peer's certified prefix (which would take that peer's traffic).
+    fn tunnel_route_allowed(&self, prefix: &Prefix, src: &Prefix) -> bool {
+        if prefix.is_default() {
+            return !src.is_default() && self.cfg.network.is_none_or(|net| net.contains(src));
+        }
+        if let Some(net) = &self.cfg.network {
+            if !net.contains(prefix) || !(src.is_default() || net.contains(src)) {
+                return false;
+            }
+        }
+        let inside = |own: &Prefix| !own.is_default() && own.contains(prefix);
+        let more_specific = |pp: &Prefix| pp.contains(prefix) && prefix.len() > pp.len();
+        !self.xroutes.iter().any(|x| inside(&x.prefix))
+            && !self
+                .links
+                .iter()
+                .flatten()
+                .filter_map(|l| l.cfg.peer_prefix.as_ref())
+                .any(more_specific)
+    }
+
     /// babeld `update_route`: an Update arrived from neighbour `n`.
     #[allow(clippy::too_many_arguments)]
     fn update_route(
@@ -976,6 +1013,15 @@ impl Engine {
             return;
         }
         let link = self.nb(n).link;
+        if self.link(link).cfg.kind == LinkKind::Tunnel && !self.tunnel_route_allowed(&prefix, &src)
+        {
+            self.stats.origins_rejected += 1;
+            log::debug!(
+                "babel: ignoring {prefix} from {src} from tunnel neighbour {}",
+                self.nb(n).address
+            );
+            return;
+        }
         if refmetric == 0 && !Self::origin_allowed(&self.link(link).cfg, &prefix, &src) {
             self.stats.origins_rejected += 1;
             log::warn!(
@@ -995,6 +1041,12 @@ impl Engine {
             (None, Some(r)) => self.routes[r].router_id,
             (None, None) => return,
         };
+        if existing.is_none()
+            && self.routes.len() >= self.cfg.limits.routes
+            && !self.make_room(now, n, &prefix, &src)
+        {
+            return;
+        }
         let Some(s) = self.find_or_create_source(now, id, &prefix, &src, seqno) else {
             return;
         };
@@ -1058,6 +1110,9 @@ impl Engine {
                 installed: false,
             });
             let r = self.routes.len() - 1;
+            if let Some(slot) = self.neighbours[n.0].as_mut() {
+                slot.routes += 1;
+            }
             self.consider_route(now, r);
         }
     }
@@ -1116,6 +1171,7 @@ impl Engine {
             self.update_route_metric(now, r);
             r += 1;
         }
+        self.ask_refused_again(now);
     }
 
     // ----- pending requests (resend.c) ---------------------------------------------
@@ -1777,7 +1833,8 @@ impl Engine {
             let l = self.link_mut(link);
             let (pc, index) = (l.pc, l.index);
             l.pc = l.pc.wrapping_add(1);
-            b.push(&Tlv::Pc { pc, index: &index }).ok()?;
+            // The PC belongs to the body (the MAC covers it), in the space kept for it.
+            b.push_reserved(&Tlv::Pc { pc, index: &index }).ok()?;
             b.finish_body();
             let mut mac = [0u8; MAX_MAC_LEN];
             let n = key.compute(local, PORT, dst, PORT, b.as_bytes(), &mut mac);

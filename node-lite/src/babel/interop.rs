@@ -252,6 +252,7 @@ impl Driver {
     ) -> Result<Driver, String> {
         let mut cfg = EngineConfig::new(RouterId([0, 0, 0, 0, 0, 0, 0, 0x0a]), 42);
         cfg.mac.sign = mac;
+        cfg.limits.originated = 2048;
         let now = Instant::ZERO;
         let mut engine = Engine::new(cfg, now);
         engine.originate(now, prefix("2001:db8:1::/48"), Prefix::DEFAULT);
@@ -486,6 +487,48 @@ fn blake2s_mac_with_babeld_same_key_works_and_wrong_key_is_rejected() {
         assert!(d.engine.stats().mac_rejected >= 5);
         assert!(!babeld.kernel_route("2001:db8:1::/48").contains("via"));
         assert!(!babeld.log().contains("Neighbour fe80::1 dev vi1 reach f"));
+    });
+}
+
+/// 1,002 prefixes from us reach babeld over a MAC-keyed link, every one ([issue 20]
+/// item 1: full updates that filled a packet lost their PC TLV, and the packet; 84
+/// of 1,002 got through). babeld checks every packet's PC and MAC.
+#[test]
+fn a_thousand_routes_reach_babeld_with_mac() {
+    if !usable() {
+        return;
+    }
+    in_new_netns(|| {
+        let babeld = start_babeld(
+            "many",
+            &format!(
+                "key id k1 type blake2s128 value {KEY}\ninterface vi1 hello-interval 1 key k1"
+            ),
+        )
+        .unwrap();
+        let key = MacKey::new(MacAlgorithm::Blake2s128, &crate::selftest::hex(KEY)).unwrap();
+        let mut d = Driver::new(Some(key), LinkKind::Wired, &["vi0"], 1000).unwrap();
+        let now = d.now();
+        for i in 0..1002u16 {
+            let p = Prefix::from_addr(Ipv6Addr::new(0x2001, 0xdb8, 0x100 + i, 0, 0, 0, 0, 0), 48);
+            assert!(d.engine.originate(now, p, Prefix::DEFAULT));
+        }
+        let learnt = || {
+            babeld
+                .ip(&["-6", "route", "show", "root", "2001:db8::/32"])
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("via fe80::1"))
+                .count()
+        };
+        // One more: our own 2001:db8:1::/48.
+        let all = d.run_until(Duration::from_secs(30), |_| learnt() >= 1003);
+        assert!(
+            all,
+            "babeld installed {} of 1003 routes\n{}",
+            learnt(),
+            tail(&babeld.log())
+        );
     });
 }
 

@@ -934,3 +934,215 @@ fn a_node_joining_a_lan_behind_beacon_trust_routes_within_two_seconds() {
     let t = join_lan_late(None, 750, &deaf, &hellos);
     assert!(t <= 2000, "took {t} ms");
 }
+
+/// 1,002 routes learnt on a MAC-keyed LAN reach a MAC-keyed tunnel peer, every one
+/// ([issue 20] item 1: full updates that filled the packet lost their PC TLV).
+#[test]
+fn a_thousand_routes_cross_a_mac_keyed_tunnel() {
+    let key = MacKey::new(MacAlgorithm::Blake2s128, &[0x42; 16]).unwrap();
+    let mut s = Sim::new(3, Some(mac_config(&key)));
+    // Node 2 stands for a babeld on node 0's LAN announcing 1,002 prefixes.
+    let mut cfg = EngineConfig::new(rid(2), 0x5eed + 2);
+    cfg.mac = mac_config(&key);
+    cfg.limits.originated = 2000;
+    s.nodes[2] = Engine::new(cfg, s.now);
+    let many: Vec<Prefix> = (0..1002u16)
+        .map(|i| Prefix::from_addr(Ipv6Addr::new(0x2001, 0xdb8, 0x100 + i, 0, 0, 0, 0, 0), 48))
+        .collect();
+    let now = s.now;
+    for q in &many {
+        assert!(s.nodes[2].originate(now, *q, Prefix::DEFAULT));
+    }
+    s.connect(&[2, 0], LinkKind::Wired, 4000, 1);
+    s.connect(&[0, 1], LinkKind::Tunnel, 15_000, 1);
+    let count = |s: &Sim, n: usize| many.iter().filter(|q| s.route(n, **q).is_some()).count();
+    let t = s.run_until(120, |s| count(s, 1) == many.len());
+    assert_eq!(count(&s, 0), many.len(), "the LAN node's routes");
+    assert!(
+        t.is_some(),
+        "{} of {} routes crossed the tunnel",
+        count(&s, 1),
+        many.len()
+    );
+    assert_eq!(s.nodes[1].stats().mac_rejected, 0);
+}
+
+/// With MAC on, a packet whose body is full still gets its PC and MAC, within
+/// `max_packet`, at every packet size (the body fills to a different byte each time).
+#[test]
+fn full_packets_keep_room_for_the_pc_and_the_mac() {
+    let key = MacKey::new(MacAlgorithm::Blake2s128, &[7; 16]).unwrap();
+    let local: Ipv6Addr = "fe80::1".parse().unwrap();
+    let now = Instant::from_secs(1000);
+    for max in 160..=460 {
+        let mut cfg = EngineConfig::new(rid(0), 1);
+        cfg.mac = mac_config(&key);
+        cfg.limits.originated = 100;
+        let mut e = Engine::new(cfg, now);
+        for i in 0..60u16 {
+            let q = Prefix::from_addr(Ipv6Addr::new(0x2001, 0xdb8, i, 0, 0, 0, 0, 0), 48);
+            e.originate(now, q, Prefix::DEFAULT);
+        }
+        let mut lc = LinkConfig::new(LinkKind::Wired, local);
+        lc.max_packet = max;
+        e.add_link(now, lc).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        let mut buf = [0u8; 1500];
+        for step in 0..20 {
+            let t = now.add_millis(step * 100);
+            e.handle_timeout(t);
+            while let Some(tx) = e.poll_transmit(t, &mut buf) {
+                assert!(tx.len <= max, "{} > {max}", tx.len);
+                let pkt = Packet::new_checked(&buf[..tx.len]).unwrap();
+                assert_eq!(
+                    key.verify(local, PORT, tx.dst, PORT, &pkt),
+                    super::mac::MacCheck::Good,
+                    "max_packet {max}"
+                );
+                for m in Decoder::new(pkt.body()) {
+                    if let Ok(Message::Update(u)) = m {
+                        seen.extend(u.prefix);
+                    }
+                }
+            }
+        }
+        assert_eq!(seen.len(), 60, "max_packet {max}: updates lost");
+    }
+}
+
+/// A member relays, over its tunnel, destinations that would draw traffic that is not
+/// its own ([issue 20] item 2): the internet in halves or whole, a prefix outside the
+/// network, and more-specifics of the victim's own prefix and of its other peer's.
+/// None is installed; the legitimate routes and a gateway's `::/0 from <network>` are.
+#[test]
+fn a_member_cannot_capture_traffic_with_routes_outside_its_prefix() {
+    let net = p("2001:db8::/32");
+    let mut s = Sim::new(4, None);
+    for i in 0..4 {
+        let mut cfg = EngineConfig::new(rid(i), 0x5eed + i as u64);
+        cfg.network = Some(net);
+        cfg.limits.originated = 32;
+        s.nodes[i] = Engine::new(cfg, s.now);
+        let now = s.now;
+        s.nodes[i].originate(now, own(i), Prefix::DEFAULT);
+    }
+    // Node 3 sits behind the member (node 1) on a LAN, so the member relays its
+    // announcements with a non-zero metric, past the tunnel's origin check.
+    let hostile = [
+        (Prefix::DEFAULT, Prefix::DEFAULT),
+        (p("::/1"), Prefix::DEFAULT),
+        (p("8000::/1"), Prefix::DEFAULT),
+        (p("2001:4860::/32"), Prefix::DEFAULT),
+        (p("2001:db8::/33"), p("2001:4860::/32")),
+        (Prefix::DEFAULT, p("::/1")),
+        (p("2001:db8:0:1::/64"), Prefix::DEFAULT),
+        (p("2001:db8:2:1::/64"), Prefix::DEFAULT),
+    ];
+    let now = s.now;
+    for (q, src) in hostile {
+        assert!(s.nodes[3].originate(now, q, src));
+    }
+    s.nodes[3].originate(now, Prefix::DEFAULT, net);
+    s.connect(&[1, 3], LinkKind::Wired, HELLO, 1);
+    let w01 = s.connect(&[0, 1], LinkKind::Tunnel, HELLO, 1);
+    let w02 = s.connect(&[0, 2], LinkKind::Tunnel, HELLO, 1);
+    let (l01, l02) = (s.link_of(0, w01), s.link_of(0, w02));
+    s.nodes[0].set_peer_prefix(l01, Some(own(1)));
+    s.nodes[0].set_peer_prefix(l02, Some(own(2)));
+    s.run_for(30);
+    let captured: Vec<_> = hostile
+        .iter()
+        .filter(|(q, src)| {
+            s.nodes[0]
+                .installed_route(q, src)
+                .is_some_and(|r| r.metric < INFINITY)
+        })
+        .collect();
+    assert!(captured.is_empty(), "installed: {captured:?}");
+    assert!(s.nodes[0].stats().origins_rejected > 0);
+    for i in 1..4 {
+        assert!(s.route(0, own(i)).is_some(), "route to node {i}");
+    }
+    let gw = s.nodes[0].installed_route(&Prefix::DEFAULT, &net);
+    assert_eq!(
+        gw.map(|r| r.router_id),
+        Some(rid(3)),
+        "the gateway's default"
+    );
+    // The member itself, behind which node 3 sits on a LAN, is not filtered there.
+    assert!(s.nodes[1]
+        .installed_route(&p("::/1"), &Prefix::DEFAULT)
+        .is_some());
+}
+
+/// A member relays 2,048 prefixes into a node whose table holds 512 ([issue 20] item
+/// 3). A tunnel peer that joins during the flood gets its own prefix in at once, and
+/// the 300 prefixes of a LAN behind it their fair share of the table;
+/// when the flooder's tunnel closes, the rest arrive within seconds, not at the next
+/// full update.
+#[test]
+fn a_route_flood_does_not_keep_legitimate_routes_out() {
+    let mut s = Sim::new(5, None);
+    let many = |base: u16, n: u16| -> Vec<Prefix> {
+        (0..n)
+            .map(|i| Prefix::from_addr(Ipv6Addr::new(0x2001, 0xdb8, base, i, 0, 0, 0, 0), 64))
+            .collect()
+    };
+    let (flood, legit) = (many(0x100, 2048), many(0x200, 300));
+    for i in 0..5 {
+        let mut cfg = EngineConfig::new(rid(i), 0x5eed + i as u64);
+        cfg.limits.originated = 2100;
+        if i == 0 {
+            (cfg.limits.routes, cfg.limits.sources) = (512, 512);
+        } else {
+            (cfg.limits.routes, cfg.limits.sources) = (4096, 4096);
+        }
+        s.nodes[i] = Engine::new(cfg, s.now);
+        let now = s.now;
+        s.nodes[i].originate(now, own(i), Prefix::DEFAULT);
+    }
+    let now = s.now;
+    for q in &flood {
+        s.nodes[3].originate(now, *q, Prefix::DEFAULT);
+    }
+    for q in &legit {
+        s.nodes[4].originate(now, *q, Prefix::DEFAULT);
+    }
+    // The member (node 1) relays its LAN neighbour's flood over its tunnel.
+    s.connect(&[1, 3], LinkKind::Wired, HELLO, 1);
+    let w01 = s.connect(&[0, 1], LinkKind::Tunnel, 15_000, 1);
+    let l01 = s.link_of(0, w01);
+    s.nodes[0].set_peer_prefix(l01, Some(own(1)));
+    s.run_for(60);
+    assert!(
+        s.nodes[0].stats().table_full > 0,
+        "the flood fills the table"
+    );
+
+    let count = |s: &Sim| legit.iter().filter(|q| s.route(0, **q).is_some()).count();
+    s.connect(&[2, 4], LinkKind::Wired, HELLO, 1);
+    s.run_for(10);
+    let w02 = s.connect(&[0, 2], LinkKind::Tunnel, 15_000, 1);
+    let l02 = s.link_of(0, w02);
+    s.nodes[0].set_peer_prefix(l02, Some(own(2)));
+    let joined = s.run_until(30, |s| s.route(0, own(2)).is_some() && count(s) >= 200);
+    assert!(
+        joined.is_some_and(|t| t <= 5000),
+        "during the flood ({joined:?} ms): own(2) {}, {} of {} LAN prefixes",
+        s.route(0, own(2)).is_some(),
+        count(&s),
+        legit.len()
+    );
+
+    let now = s.now;
+    s.wires[w01].up = false;
+    s.nodes[0].remove_link(now, l01);
+    let recovered = s.run_until(60, |s| count(s) == legit.len());
+    assert!(
+        recovered.is_some_and(|t| t <= 5000),
+        "after the flood: {} of {} in {recovered:?} ms",
+        count(&s),
+        legit.len()
+    );
+    assert!(s.route(0, own(2)).is_some() && s.route(0, own(4)).is_some());
+}

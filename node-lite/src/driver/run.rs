@@ -108,7 +108,12 @@ pub fn command(p: &mut lexopt::Parser) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::new(EXIT_SETUP, format!("tokio runtime: {e}")))?;
-    rt.block_on(run(config))
+    let r = rt.block_on(run(config));
+    // Registry requests run on blocking threads that may wait a minute for a
+    // silent server; dropping the runtime would wait for them, and procd
+    // kills us 5 s after SIGTERM. Everything worth doing at stop is done.
+    rt.shutdown_background();
+    r
 }
 
 /// Traffic of one tunnel, for the status report.
@@ -340,11 +345,15 @@ fn net_of(p: &BabelPrefix) -> Ipv6Net {
 /// The tunnel parameters the registry's network config sets.
 fn policy(netconf: Option<&NetworkConfig>) -> Policy {
     match netconf {
-        Some(n) => Policy::new(
-            n.client_count as usize,
-            u64::from(n.tunnel_refresh),
-            u64::from(n.hello),
-        ),
+        Some(n) => {
+            let mut p = Policy::new(
+                n.client_count as usize,
+                u64::from(n.tunnel_refresh),
+                u64::from(n.hello),
+            );
+            p.registry = n.registry_prefix;
+            p
+        }
         None => Policy::new(10, 300, 15),
     }
 }
@@ -488,7 +497,9 @@ async fn run(config: Config) -> Result<(), Failure> {
     let mut ecfg = EngineConfig::new(RouterId(iid.to_be_bytes()), seed);
     ecfg.mac = mac_config(netconf.as_ref());
     ecfg.limits.routes = config.max_routes as usize;
+    ecfg.limits.sources = config.max_routes as usize;
     ecfg.limits.links = config.max_tunnels as usize + config.babel_interfaces.len() + 1;
+    ecfg.network = Some(babel_prefix(network));
     let babel_mac = ecfg.mac.sign.is_some();
     let mut engine = Engine::new(ecfg, t0);
     if let Some(last) = load_seqno(&state) {
@@ -1071,9 +1082,11 @@ impl Node {
             RegistryResult::Bootstrap(None) => {
                 reg.last_ok = Some(t);
                 debug!("registry: no bootstrap peer");
+                self.mesh.bootstrapped(false);
             }
             RegistryResult::Bootstrap(Some((p, addrs))) => {
                 reg.last_ok = Some(t);
+                self.mesh.bootstrapped(true);
                 info!("registry: bootstrap peer {} at {addrs:?}", p.to_cn());
                 self.cache.learn(p, &addrs);
                 self.cache_dirty = true;
@@ -1101,8 +1114,11 @@ impl Node {
                 self.link_template = link_template(self.link_local, Some(&c));
             }
             RegistryResult::Failed(what, e) => {
-                if job == Job::NetworkConfig {
-                    self.versions.fetched(t, None);
+                match job {
+                    Job::NetworkConfig => {
+                        self.versions.fetched(t, None);
+                    }
+                    Job::Bootstrap => self.mesh.bootstrapped(false),
                 }
                 warn!("registry: {what}: {e}");
                 reg.last_error = Some(format!("{what}: {e}"));

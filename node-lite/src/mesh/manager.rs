@@ -36,6 +36,11 @@ pub struct Policy {
     pub tunnel_refresh_ms: u64,
     /// Longest a drained tunnel waits for its routes to move (re6st: 2 × 4 × hello).
     pub drain_timeout_ms: u64,
+    /// Shortest wait between bootstrap requests (re6st's `timeout`: 4 × hello).
+    pub bootstrap_ms: u64,
+    /// The node next to the registry (network config `registry_prefix`): while
+    /// it is routed, the node is connected and never asks for a bootstrap peer.
+    pub registry: Option<Prefix>,
 }
 
 impl Policy {
@@ -44,6 +49,8 @@ impl Policy {
             client_count,
             tunnel_refresh_ms: tunnel_refresh_s.max(1) * 1000,
             drain_timeout_ms: 8 * hello_s.max(1) * 1000,
+            bootstrap_ms: 4 * hello_s.max(1) * 1000,
+            registry: None,
         }
     }
 }
@@ -52,8 +59,10 @@ impl Policy {
 pub const TICK_MS: u64 = 5000;
 /// An address that failed is not tried again for this long.
 const RETRY_MS: u64 = 60_000;
-/// Address requests to one node, and bootstrap requests, at most this often.
+/// Address requests to one node at most this often.
 const REQUEST_MS: u64 = 30_000;
+/// Bootstrap requests that found nobody double the wait, up to this.
+const BOOTSTRAP_MAX_MS: u64 = 3_600_000;
 /// Client tunnels while nobody ever connected to us (re6st: behind NAT).
 const NAT_CLIENT_COUNT: usize = 2;
 /// A tunnel still not up after this is given up (the peer may be full:
@@ -122,7 +131,9 @@ pub struct Manager {
     next_refresh: Instant,
     failed: HashMap<SocketAddr, Instant>,
     requested: HashMap<Prefix, Instant>,
-    last_bootstrap: Option<Instant>,
+    next_bootstrap: Instant,
+    /// Bootstrap requests in a row that brought no peer.
+    fruitless_bootstraps: u32,
     rng: u64,
 }
 
@@ -145,7 +156,8 @@ impl Manager {
             next_refresh,
             failed: HashMap::new(),
             requested: HashMap::new(),
-            last_bootstrap: None,
+            next_bootstrap: now,
+            fruitless_bootstraps: 0,
             rng: seed | 1,
         }
     }
@@ -167,6 +179,26 @@ impl Manager {
 
     pub fn set_policy(&mut self, policy: Policy) {
         self.policy = policy;
+    }
+
+    /// What the last bootstrap request brought: a peer, or nobody (no answer,
+    /// an error, or no node next to the registry).
+    pub fn bootstrapped(&mut self, found: bool) {
+        self.fruitless_bootstraps = if found {
+            0
+        } else {
+            self.fruitless_bootstraps.saturating_add(1)
+        };
+    }
+
+    /// re6st's "No route to registry": the registry's node is neither us, nor
+    /// routed, nor a tunnel peer (an unknown one never is).
+    fn registry_unreachable(&self, routes: &[(Prefix, Option<TunnelId>)]) -> bool {
+        self.policy.registry.is_none_or(|r| {
+            r != self.own
+                && !routes.iter().any(|(p, _)| *p == r)
+                && !self.tunnels.values().any(|t| t.peer == Some(r))
+        })
     }
 
     pub fn tunnels(&self) -> impl Iterator<Item = (TunnelId, &Tunnel)> {
@@ -433,12 +465,19 @@ impl Manager {
                 }
             }
         }
-        if need > 0
-            && self
-                .last_bootstrap
-                .is_none_or(|t| now.millis_since(t) >= REQUEST_MS)
-        {
-            self.last_bootstrap = Some(now);
+        if !self.registry_unreachable(routes) {
+            // Connected: a later disconnection may ask at once.
+            self.fruitless_bootstraps = 0;
+            self.next_bootstrap = self.next_bootstrap.min(now);
+        } else if need > 0 && now >= self.next_bootstrap {
+            // re6st: timeout × (1 + randint(0, routed nodes)), so that the nodes
+            // of a split network do not all ask at once; doubled for each
+            // request in a row that brought nobody.
+            let spread = 1 + self.random() % (routes.len() as u64 + 1);
+            let wait = (self.policy.bootstrap_ms * spread)
+                .saturating_mul(1 << self.fruitless_bootstraps.min(16))
+                .min(BOOTSTRAP_MAX_MS);
+            self.next_bootstrap = now.add_millis(wait);
             out.push(Action::Bootstrap);
         }
         if need > 0 {
@@ -541,6 +580,51 @@ mod tests {
         m.learned(t(16_000), pfx(4));
         let a = m.tick(t(16_000), &routes, &cache);
         assert_eq!(connects(&a), vec![(addr(4), Some(pfx(4)))]);
+    }
+
+    /// Bootstrap requests in one hour of a node that lacks tunnels and has no
+    /// candidate ([issue 20] item 5: every 30 s before, 120 an hour), with the
+    /// registry's node routed or not, every answer empty.
+    fn bootstraps_per_hour(registry_routed: bool) -> usize {
+        let cache = PeerCache::new(200);
+        let mut policy = Policy::new(4, 300, 15);
+        policy.registry = Some(pfx(9));
+        let mut m = Manager::new(policy, pfx(1), vec![], t(0), 42);
+        m.connecting(t(0), 1, addr(2), Some(pfx(2)));
+        m.established(t(0), 1, Dir::Client, pfx(2), addr(2));
+        // Pfx(3) is reached through pfx(2); the registry's node, when routed,
+        // is a candidate whose address never comes.
+        let mut routes = vec![(pfx(2), Some(1)), (pfx(3), Some(1))];
+        m.established(t(0), 2, Dir::Server, pfx(3), addr(3));
+        if registry_routed {
+            routes.push((pfx(9), Some(1)));
+        }
+        (0..3600 / 5)
+            .map(|i| {
+                let asked = m
+                    .tick(t(i * 5000), &routes, &cache)
+                    .contains(&Action::Bootstrap);
+                if asked {
+                    m.bootstrapped(false);
+                }
+                usize::from(asked)
+            })
+            .sum()
+    }
+
+    #[test]
+    fn bootstrap_requests_back_off_and_stop_while_the_registry_is_routed() {
+        let disconnected = bootstraps_per_hour(false);
+        assert!(
+            (3..=8).contains(&disconnected),
+            "{disconnected} requests an hour"
+        );
+        assert_eq!(bootstraps_per_hour(true), 0);
+        // At start, with nothing routed, the first request goes out at once.
+        let mut m = manager(vec![]);
+        assert!(m
+            .tick(t(0), &[], &PeerCache::new(200))
+            .contains(&Action::Bootstrap));
     }
 
     #[test]

@@ -260,6 +260,8 @@ struct Tunnel {
     last_sent: Instant,
     last_received: Instant,
     closing: Option<Instant>,
+    /// Accepted with a valid mac2: the initiator answered our cookie from its address.
+    proven: bool,
 }
 
 impl Tunnel {
@@ -280,6 +282,7 @@ impl Tunnel {
             last_sent: now,
             last_received: now,
             closing: None,
+            proven: false,
         }
     }
 
@@ -593,8 +596,25 @@ impl<A: Authority> Endpoint<A> {
         if !self.keys.verify_mac1(&init.macs) {
             return Err(Error::Mac1);
         }
-        // Under load, only initiators that proved their address get work done.
-        if self.initiations.is_empty(now) {
+        // A known peer re-keying (or a simultaneous open) uses its tunnel.
+        let existing = self.tunnels.iter().position(|t| {
+            t.as_ref()
+                .is_some_and(|t| t.addr == src && t.closing.is_none())
+        });
+        let full = existing.is_none()
+            && self
+                .tunnels
+                .iter()
+                .flatten()
+                .filter(|t| t.role == Role::Server)
+                .count()
+                >= self.config.max_clients;
+        // Under load, or with every client slot taken, only initiators that proved
+        // their address (mac2, from our cookie) get work done; the others get a
+        // cookie, so that a real peer proves itself on its next try (1 s later).
+        let under_load = self.initiations.is_empty(now);
+        let mut proven = false;
+        if under_load || full {
             let mut rng = SeededRng::new(self.seed());
             let mut nonce = [0u8; wire::COOKIE_NONCE_LEN];
             rng.fill(&mut nonce);
@@ -603,7 +623,8 @@ impl<A: Authority> Endpoint<A> {
                 rng.fill(&mut s);
                 s
             };
-            if !self.cookies.verify_mac2(now, &src, &init.macs, &mut fresh) {
+            proven = self.cookies.verify_mac2(now, &src, &init.macs, &mut fresh);
+            if !proven {
                 let n = self
                     .cookies
                     .reply(
@@ -619,14 +640,10 @@ impl<A: Authority> Endpoint<A> {
                     .map_err(Error::Wire)?;
                 return Ok(Out::Network(src, n));
             }
-        } else {
+        }
+        if !under_load {
             self.initiations.try_take(now);
         }
-        // A known peer re-keying (or a simultaneous open) uses its tunnel.
-        let existing = self.tunnels.iter().position(|t| {
-            t.as_ref()
-                .is_some_and(|t| t.addr == src && t.closing.is_none())
-        });
         let id = match existing {
             Some(i) => {
                 let t = self.tunnels[i].as_ref().ok_or(Error::UnknownTunnel)?;
@@ -639,16 +656,14 @@ impl<A: Authority> Endpoint<A> {
                 i as TunnelId
             }
             None => {
-                let accepted = self
-                    .tunnels
-                    .iter()
-                    .flatten()
-                    .filter(|t| t.role == Role::Server)
-                    .count();
-                if accepted >= self.config.max_clients {
+                // A flood of unproven initiations must not keep the slots of
+                // half-open tunnels: a proven one takes the oldest.
+                if full && !self.evict_unproven_half_open() {
                     return Err(Error::TooManyClients);
                 }
-                self.alloc(Tunnel::new(src, Role::Server, now))
+                let mut t = Tunnel::new(src, Role::Server, now);
+                t.proven = proven;
+                self.alloc(t)
             }
         };
         let seed = self.seed();
@@ -669,6 +684,25 @@ impl<A: Authority> Endpoint<A> {
                 Err(Error::Handshake(e))
             }
         }
+    }
+
+    /// Frees the slot of the oldest half-open accepted tunnel (initiation answered,
+    /// initiator not yet authenticated) whose initiator did not prove its address.
+    fn evict_unproven_half_open(&mut self) -> bool {
+        let oldest = self
+            .tunnels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| Some((i, t.as_ref()?)))
+            .filter(|(_, t)| {
+                t.role == Role::Server && t.peer.is_none() && t.current.is_none() && !t.proven
+            })
+            .min_by_key(|(_, t)| t.handshake.as_ref().map(|h| h.started))
+            .map(|(i, _)| i);
+        if let Some(i) = oldest {
+            self.tunnels[i] = None;
+        }
+        oldest.is_some()
     }
 
     /// The Authority's verdict on `creds` for tunnel `id`, skipping RSA when

@@ -70,6 +70,18 @@ impl<'b> Builder<'b> {
         Ok(())
     }
 
+    /// Appends a TLV to the body in the space kept by `reserve` (RFC 8967's PC, which
+    /// the MAC covers, must fit even when the body is full).
+    pub fn push_reserved(&mut self, tlv: &Tlv<'_>) -> Result<()> {
+        let reserve = core::mem::take(&mut self.reserve);
+        let r = self.push(tlv);
+        self.reserve = match r {
+            Ok(()) => reserve.saturating_sub(tlv.buffer_len()),
+            Err(_) => reserve,
+        };
+        r
+    }
+
     /// A raw TLV may change what receivers believe the default prefix or router-id is.
     fn forget_state_for(&mut self, tlv: &Tlv<'_>) {
         match tlv {
