@@ -120,4 +120,14 @@ fn newer_version_is_fetched_by_every_node() {
             m.logs()
         );
     }
+    // One session per node: no call failed because another call's `hello`
+    // replaced its key (bootstrap and network config at start, SIGHUP).
+    for i in 0..n {
+        let log = m.log_of(i);
+        let failed: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("warn") && l.contains("registry:"))
+            .collect();
+        assert!(failed.is_empty(), "node {i}: {failed:#?}");
+    }
 }

@@ -6,6 +6,7 @@ pub mod iface;
 pub mod lan;
 pub mod lan_babel;
 pub mod netlink;
+mod registry;
 pub mod registry_jobs;
 pub mod run;
 pub mod status;

@@ -1,13 +1,14 @@
-//! When the node's registry requests start, without any I/O.
+//! When the node's registry requests are asked for, without any I/O.
 //!
-//! Each request runs on a blocking thread. One of each kind at a time, and
-//! none is lost: a network config check asked for while a bootstrap
-//! request runs starts at once (the registry takes 3 s to answer "no peer"
-//! when no node runs beside it; a revocation must not wait for that, nor
-//! be skipped until the next hourly check), and one asked for while
-//! another network config request runs starts again when it ends (the
-//! running one may have been answered before the change that prompted the
-//! new request: a SIGHUP right after a revocation).
+//! One worker answers them in order ([`super::registry`]). One of each kind
+//! asked at a time, and none is lost: a network config check asked for
+//! while a bootstrap request is pending is queued at once behind it (the
+//! registry takes 3 s to answer "no peer" when no node runs beside it; a
+//! revocation may wait that long, but must not be skipped until the next
+//! hourly check), and one asked for while another network config request
+//! is pending is asked again when it is answered (the pending one may be
+//! answered before the change that prompted the new request: a SIGHUP
+//! right after a revocation).
 
 /// A registry request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

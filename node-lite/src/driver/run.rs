@@ -20,10 +20,9 @@ use std::time::Duration;
 
 use log::{debug, info, warn};
 use registry_client::cert::Certificate;
-use registry_client::http::{HttpTransport, Timeouts};
 use registry_client::netconfig::{BabelHmac, NetworkConfig};
-use registry_client::state::{Identity, Loaded, StateDir, NETCONFIG_FILE};
-use registry_client::{Prefix, Registry, Session, Subnet};
+use registry_client::state::{Loaded, StateDir, NETCONFIG_FILE};
+use registry_client::{Prefix, Subnet};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -32,7 +31,8 @@ use tokio::sync::mpsc;
 
 use super::lan_babel::{self, Lan, Received};
 use super::netlink::{Netlink, Route};
-use super::registry_jobs::{Job, Jobs};
+use super::registry::{RegistryLink, RegistryResult};
+use super::registry_jobs::Job;
 use super::tun::Tun;
 use super::udp::{self as udp_off, Batch};
 use crate::babel::mac::{MacAlgorithm, MacKey};
@@ -109,9 +109,9 @@ pub fn command(p: &mut lexopt::Parser) -> Result<(), Failure> {
         .build()
         .map_err(|e| Failure::new(EXIT_SETUP, format!("tokio runtime: {e}")))?;
     let r = rt.block_on(run(config));
-    // Registry requests run on blocking threads that may wait a minute for a
-    // silent server; dropping the runtime would wait for them, and procd
-    // kills us 5 s after SIGTERM. Everything worth doing at stop is done.
+    // Whatever the runtime still holds may wait on the network; dropping it
+    // would wait for that, and procd kills us 5 s after SIGTERM. Everything
+    // worth doing at stop is done.
     rt.shutdown_background();
     r
 }
@@ -130,87 +130,6 @@ struct Peer {
     subnet: Ipv6Net,
     link: LinkId,
     counters: Counters,
-}
-
-/// What a registry job (run on a blocking thread) brings back.
-enum RegistryResult {
-    Bootstrap(Option<(Prefix, Vec<SocketAddr>)>),
-    /// The verified config and its raw bytes (to store).
-    NetworkConfig(Box<NetworkConfig>, Vec<u8>),
-    Failed(&'static str, String),
-}
-
-/// The registry, when the config names one: bootstrap peers and network
-/// config updates (new CRL, parameters).
-struct RegistryLink {
-    url: String,
-    id: Identity,
-    /// One request of each kind at a time, none lost.
-    jobs: Jobs,
-    results: mpsc::UnboundedSender<(Job, RegistryResult)>,
-    last_ok: Option<Instant>,
-    last_error: Option<String>,
-}
-
-impl RegistryLink {
-    /// Ask the registry for `job`: now, or again once the same request
-    /// running now is answered ([`Self::done`]).
-    fn request(&mut self, job: Job) {
-        if self.jobs.request(job) {
-            self.spawn(job);
-        }
-    }
-
-    /// `job` is answered: start it again if it was asked for meanwhile.
-    fn done(&mut self, job: Job) {
-        if self.jobs.done(job) {
-            self.spawn(job);
-        }
-    }
-
-    /// Run `job` against the registry on a blocking thread (HTTP and RSA
-    /// take time; the event loop must not wait for them).
-    fn spawn(&mut self, kind: Job) {
-        let job = match kind {
-            Job::NetworkConfig => netconfig_job,
-            Job::Bootstrap => bootstrap_job,
-        };
-        let (url, id, tx) = (self.url.clone(), self.id.clone(), self.results.clone());
-        tokio::task::spawn_blocking(move || {
-            let r = HttpTransport::new(&url, Timeouts::default())
-                .map_err(|e| e.to_string())
-                .map(|t| {
-                    let mut s = Registry::new(t).session(id.ca, id.key, id.subnet.node);
-                    job(&mut s)
-                });
-            let _ = tx.send((
-                kind,
-                r.unwrap_or_else(|e| RegistryResult::Failed("registry", e)),
-            ));
-        });
-    }
-}
-
-fn bootstrap_job(s: &mut Session<HttpTransport>) -> RegistryResult {
-    match s.bootstrap_peer() {
-        Ok(p) => RegistryResult::Bootstrap(p.map(|p| {
-            let addrs = p
-                .addresses
-                .iter()
-                .filter(|a| matches!(a.proto.as_str(), "udp" | "udp6"))
-                .map(|a| SocketAddr::new(a.ip, a.port))
-                .collect();
-            (p.prefix, addrs)
-        })),
-        Err(e) => RegistryResult::Failed("bootstrap peer", e.to_string()),
-    }
-}
-
-fn netconfig_job(s: &mut Session<HttpTransport>) -> RegistryResult {
-    match s.network_config() {
-        Ok((c, raw)) => RegistryResult::NetworkConfig(Box::new(c), raw),
-        Err(e) => RegistryResult::Failed("network config", e.to_string()),
-    }
 }
 
 /// Network config re-check period (re6st's NETCONF_CHECK).
@@ -531,14 +450,13 @@ async fn run(config: Config) -> Result<(), Failure> {
     );
     let (lan_tx, mut lan_rx) = mpsc::unbounded_channel();
     let (tx, mut registry_rx) = mpsc::unbounded_channel();
-    let registry = config.registry.clone().map(|url| RegistryLink {
-        url,
-        id: (*id).clone(),
-        jobs: Jobs::default(),
-        results: tx,
-        last_ok: None,
-        last_error: None,
-    });
+    let registry = match config.registry.clone() {
+        Some(url) => Some(
+            RegistryLink::start(url, (*id).clone(), tx)
+                .map_err(|e| setup_error("registry thread", e))?,
+        ),
+        None => None,
+    };
     let mut node = Node {
         endpoint,
         engine,
