@@ -20,6 +20,7 @@ pub mod lan;
 pub mod logger;
 pub mod mesh;
 pub mod net;
+pub mod node;
 pub mod offload;
 pub mod register;
 pub mod selftest;

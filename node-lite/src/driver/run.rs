@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use log::{debug, info, warn};
 use registry_client::cert::Certificate;
-use registry_client::netconfig::{BabelHmac, NetworkConfig};
 use registry_client::state::{Loaded, StateDir, NETCONFIG_FILE};
 use registry_client::{Prefix, Subnet};
 use tokio::io::unix::AsyncFd;
@@ -35,11 +34,10 @@ use super::registry::{RegistryLink, RegistryResult};
 use super::registry_jobs::Job;
 use super::tun::Tun;
 use super::udp::{self as udp_off, Batch};
-use crate::babel::mac::{MacAlgorithm, MacKey};
 use crate::babel::wire::INFINITY;
 use crate::babel::{
-    Engine, EngineConfig, LinkConfig, LinkId, LinkKind, MacConfig, Prefix as BabelPrefix,
-    RouteEvent, RouterId, SeqNo,
+    Engine, EngineConfig, LinkConfig, LinkId, LinkKind, Prefix as BabelPrefix, RouteEvent,
+    RouterId, SeqNo,
 };
 use crate::cli::Failure;
 use crate::config::Config;
@@ -49,9 +47,10 @@ use crate::json::{self, Object};
 use crate::mesh::beacon::{Beacon, Discovery, Verdict};
 use crate::mesh::cache::PeerCache;
 use crate::mesh::ctl;
-use crate::mesh::manager::{Action as MeshAction, Dir, Manager, Policy, State as MeshState};
+use crate::mesh::manager::{Action as MeshAction, Dir, Manager, State as MeshState};
 use crate::mesh::version::{Heard, Versions};
 use crate::net::Ipv6Net;
+use crate::node::settings::settings;
 use crate::offload::{self, Coalescer, VnetHdr, VNET_HDR_LEN};
 use crate::time::Instant;
 use crate::tunnel::auth::{Authority, CaAuthority, Identity as TunnelIdentity};
@@ -150,6 +149,9 @@ const LAN_RETRY_FIRST_MS: u64 = 250;
 const LAN_RETRY_MAX_MS: u64 = 5_000;
 
 struct Node {
+    /// What the node was started with (settings are derived from it again
+    /// on each network config update).
+    config: Config,
     endpoint: Endpoint<CaAuthority>,
     engine: Engine,
     mesh: Manager,
@@ -261,46 +263,6 @@ fn net_of(p: &BabelPrefix) -> Ipv6Net {
     Ipv6Net::new(p.addr(), p.len())
 }
 
-/// The tunnel parameters the registry's network config sets.
-fn policy(netconf: Option<&NetworkConfig>) -> Policy {
-    match netconf {
-        Some(n) => {
-            let mut p = Policy::new(
-                n.client_count as usize,
-                u64::from(n.tunnel_refresh),
-                u64::from(n.hello),
-            );
-            p.registry = n.registry_prefix;
-            p
-        }
-        None => Policy::new(10, 300, 15),
-    }
-}
-
-fn link_template(local: Ipv6Addr, netconf: Option<&NetworkConfig>) -> LinkConfig {
-    let hello_ms = netconf.map_or(15, |n| n.hello).max(1) * 1000;
-    let mut l = LinkConfig::new(LinkKind::Tunnel, local).with_hello_interval_ms(hello_ms);
-    if let Some(n) = netconf {
-        if let Err(e) = l.apply_babel_default(&n.babel_default) {
-            warn!("network config babel_default {:?}: {e}", n.babel_default);
-        }
-    }
-    l
-}
-
-fn mac_config(netconf: Option<&NetworkConfig>) -> MacConfig {
-    let mut m = MacConfig::default();
-    let Some(n) = netconf else { return m };
-    let key = |h: &Option<BabelHmac>| match h {
-        Some(BabelHmac::Key(k)) => MacKey::new(MacAlgorithm::Blake2s128, k).ok(),
-        _ => None,
-    };
-    m.sign = key(&n.babel_hmac_sign);
-    m.accept = key(&n.babel_hmac_accept);
-    m.accept_bad_signatures = matches!(n.babel_hmac_accept, Some(BabelHmac::AcceptUnsigned));
-    m
-}
-
 async fn run(config: Config) -> Result<(), Failure> {
     let state = StateDir::new(&config.state_dir);
     let id = match state.load(unix_now()) {
@@ -335,15 +297,17 @@ async fn run(config: Config) -> Result<(), Failure> {
         signature: identity.signature(),
     }
     .encode();
-    let mut tconf = tunnel::Config::default();
-    if let Some(n) = &netconf {
-        tconf.max_clients = (n.max_clients as usize).min(config.max_tunnels as usize);
-        tconf.dead_peer_timeout = Duration::from_secs(4 * u64::from(n.hello));
-    }
+    // Babel: the router id and the link-local address on tunnels both come
+    // from the node's address, unique in the network.
+    let address = id.subnet.address();
+    let a = u128::from(address);
+    let iid = ((a >> 64) as u64) ^ (a as u64);
+    let link_local = Ipv6Addr::from((0xfe80u128 << 112) | u128::from(iid));
+    let set = settings(&config, netconf.as_ref(), link_local);
     let t0 = now();
     let authority = CaAuthority::new(id.ca.clone(), &crl);
     let endpoint = Endpoint::new(
-        tconf,
+        set.tunnel.clone(),
         id.ca.der(),
         identity,
         authority,
@@ -368,7 +332,6 @@ async fn run(config: Config) -> Result<(), Failure> {
     let network = Ipv6Net::new(net_addr, net_len);
     let (sub_addr, sub_len) = id.subnet.ipv6();
     let subnet = Ipv6Net::new(sub_addr, sub_len);
-    let address = id.subnet.address();
     for stale in nl.own_routes().unwrap_or_default() {
         let _ = nl.del_route(&stale);
     }
@@ -407,14 +370,9 @@ async fn run(config: Config) -> Result<(), Failure> {
         gso4 || gso6,
     );
 
-    // Babel: the router id and the link-local address on tunnels both come
-    // from the node's address, unique in the network.
-    let a = u128::from(address);
-    let iid = ((a >> 64) as u64) ^ (a as u64);
-    let link_local = Ipv6Addr::from((0xfe80u128 << 112) | u128::from(iid));
     let seed = u64::from_le_bytes(tunnel::os_seed()[..8].try_into().expect("8 bytes"));
     let mut ecfg = EngineConfig::new(RouterId(iid.to_be_bytes()), seed);
-    ecfg.mac = mac_config(netconf.as_ref());
+    ecfg.mac = set.mac.clone();
     ecfg.limits.routes = config.max_routes as usize;
     ecfg.limits.sources = config.max_routes as usize;
     ecfg.limits.links = config.max_tunnels as usize + config.babel_interfaces.len() + 1;
@@ -442,7 +400,7 @@ async fn run(config: Config) -> Result<(), Failure> {
     let cache = PeerCache::load(&state, config.peer_cache as usize);
     info!("peer cache: {} peers", cache.len());
     let mesh = Manager::new(
-        policy(netconf.as_ref()),
+        set.policy.clone(),
         id.subnet.node,
         config.peers.clone(),
         t0,
@@ -458,13 +416,14 @@ async fn run(config: Config) -> Result<(), Failure> {
         None => None,
     };
     let mut node = Node {
+        config: config.clone(),
         endpoint,
         engine,
         mesh,
         fib: Fib::new(),
         peers: HashMap::new(),
         tunnel_of: HashMap::new(),
-        link_template: link_template(link_local, netconf.as_ref()),
+        link_template: set.link.clone(),
         tun: tun.into_async().map_err(|e| setup_error("TUN device", e))?,
         tun_index: index,
         nl,
@@ -1027,9 +986,11 @@ impl Node {
                 // Revoked peers' tunnels close now; parameters apply to what
                 // comes next (re6st re-execs for those).
                 self.endpoint.apply_crl(&c.crl);
-                self.engine.set_mac(mac_config(Some(&c)));
-                self.mesh.set_policy(policy(Some(&c)));
-                self.link_template = link_template(self.link_local, Some(&c));
+                let set = settings(&self.config, Some(&c), self.link_local);
+                self.endpoint.set_config(set.tunnel);
+                self.engine.set_mac(set.mac);
+                self.mesh.set_policy(set.policy);
+                self.link_template = set.link;
             }
             RegistryResult::Failed(what, e) => {
                 match job {

@@ -686,6 +686,13 @@ impl<A: Authority> Endpoint<A> {
         }
     }
 
+    /// New settings (a network config update): limits and timers apply from
+    /// now on, to the tunnels already up too. The rate limiters keep their
+    /// state and rates.
+    pub fn set_config(&mut self, config: Config) {
+        self.config = config;
+    }
+
     /// Frees the slot of the oldest half-open accepted tunnel (initiation answered,
     /// initiator not yet authenticated) whose initiator did not prove its address.
     fn evict_unproven_half_open(&mut self) -> bool {
