@@ -77,8 +77,14 @@ fn ten_node_mesh() {
         "\"routes\":",
         "\"peer_cache\":",
         "\"rtt_ms\":",
+        "\"stats\":",
     ] {
         assert!(json.contains(key), "status JSON lacks {key}: {json}");
+    }
+    // An honest 10-node network fills no table and has no route refused.
+    for i in 0..N {
+        assert_eq!(m.status_number(i, "\"table_full\":"), Some(0));
+        assert_eq!(m.status_number(i, "\"origins_rejected\":"), Some(0));
     }
 
     // 2. Figures in steady state (after the start-up burst of handshakes,

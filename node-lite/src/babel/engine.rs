@@ -212,6 +212,8 @@ pub struct Engine {
     events: VecDeque<RouteEvent>,
     /// Neighbours some of whose routes a full table refused.
     refused: Vec<NeighbourId>,
+    /// When a full table was last reported in the log.
+    full_warned: Option<Instant>,
     check_neighbours_at: Instant,
     expiry_at: Instant,
     source_expiry_at: Instant,
@@ -248,6 +250,7 @@ impl Engine {
             requests: Vec::new(),
             events: VecDeque::new(),
             refused: Vec::new(),
+            full_warned: None,
             check_neighbours_at: now.add_millis(50_000),
             expiry_at,
             source_expiry_at,
@@ -471,7 +474,7 @@ impl Engine {
             return Some(n);
         }
         let Some(slot) = free_slot(&mut self.neighbours, self.cfg.limits.neighbours) else {
-            self.stats.table_full += 1;
+            self.refused_full(now, "neighbour");
             return None;
         };
         self.neighbours[slot] = Some(NeighbourSlot {
@@ -596,7 +599,7 @@ impl Engine {
             return Some(i);
         }
         if self.sources.len() >= self.cfg.limits.sources && !self.evict_sources() {
-            self.stats.table_full += 1;
+            self.refused_full(now, "source");
             return None;
         }
         self.sources.push(Source {
@@ -1090,7 +1093,7 @@ impl Engine {
                 self.send_unfeasible_request(now, n, false, seqno, metric, id, prefix, src);
             }
             if self.routes.len() >= self.cfg.limits.routes {
-                self.stats.table_full += 1;
+                self.refused_full(now, "route");
                 return;
             }
             self.routes.push(Route {

@@ -1740,6 +1740,7 @@ impl Node {
                     .str("router_id", &hex(&self.engine.router_id().0))
                     .raw("neighbours", json::array(neighbours))
                     .raw("routes", json::array(routes))
+                    .raw("stats", self.babel_stats_json())
                     .finish(),
             )
             .raw(
@@ -1747,6 +1748,20 @@ impl Node {
                 Object::new().num("size", self.cache.len()).finish(),
             )
             .num("dropped_packets", self.dropped)
+            .finish()
+    }
+
+    /// Babel's table use and refusals: what a flood or a dishonest member
+    /// leaves as a trace.
+    fn babel_stats_json(&self) -> String {
+        let st = self.engine.stats();
+        Object::new()
+            .num("routes", self.engine.routes().count())
+            .num("max_routes", self.config.max_routes)
+            .num("table_full", st.table_full)
+            .num("origins_rejected", st.origins_rejected)
+            .num("mac_rejected", st.mac_rejected)
+            .num("replays_rejected", st.replays_rejected)
             .finish()
     }
 
@@ -1795,11 +1810,20 @@ impl Node {
                 "not yet"
             }
         );
+        let st = self.engine.stats();
         let _ = writeln!(
             s,
-            "peers     {} cached, {} packets dropped\n",
+            "peers     {} cached, {} packets dropped",
             self.cache.len(),
             self.dropped
+        );
+        let _ = writeln!(
+            s,
+            "babel     {} of {} routes, {} refused (table full), {} refused (origin)\n",
+            self.engine.routes().count(),
+            self.config.max_routes,
+            st.table_full,
+            st.origins_rejected
         );
         let _ = writeln!(
             s,

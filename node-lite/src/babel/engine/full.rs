@@ -60,7 +60,7 @@ impl Engine {
                 true
             }
             None => {
-                self.stats.table_full += 1;
+                self.refused_full(now, "route");
                 if !self.refused.contains(&n) && self.refused.len() < self.cfg.limits.neighbours {
                     self.refused.push(n);
                 }
@@ -97,6 +97,24 @@ impl Engine {
             self.sources.swap_remove(i);
         }
         true
+    }
+
+    /// Counts an entry refused because `table` is full, and says so in the log
+    /// at most once an hour.
+    pub(super) fn refused_full(&mut self, now: Instant, table: &str) {
+        self.stats.table_full += 1;
+        if self
+            .full_warned
+            .is_none_or(|t| now.millis_since(t) >= 3_600_000)
+        {
+            self.full_warned = Some(now);
+            log::warn!(
+                "babel: {table} table full ({} routes, {} sources; {} entries refused so far)",
+                self.routes.len(),
+                self.sources.len(),
+                self.stats.table_full
+            );
+        }
     }
 
     /// Room has freed: neighbours whose routes were refused send them all again.
