@@ -1,7 +1,9 @@
 //! The few IPv6 facts the data path needs: header fields of a packet read
-//! from the TUN device or a tunnel, the inner MTU, ICMPv6 Packet Too Big
-//! (RFC 4443 §3.2) for packets that do not fit, and the UDP datagrams the
-//! node itself sends inside tunnels (Babel, the control protocol).
+//! from the TUN device or a tunnel, the inner MTU, the ICMPv6 errors a router
+//! sends (RFC 4443: Packet Too Big for packets that do not fit, Time Exceeded
+//! when the hop limit runs out, Destination Unreachable with no route), and
+//! the UDP datagrams the node itself sends inside tunnels (Babel, the control
+//! protocol).
 
 use std::net::Ipv6Addr;
 
@@ -12,7 +14,29 @@ const NEXT_ICMPV6: u8 = 58;
 pub const NEXT_UDP: u8 = 17;
 pub const NEXT_TCP: u8 = 6;
 const UDP_HEADER_LEN: usize = 8;
-const ICMPV6_PACKET_TOO_BIG: u8 = 2;
+
+/// An ICMPv6 error a router sends about a packet it could not forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IcmpError {
+    /// Destination Unreachable, "no route to destination" (§3.1, code 0).
+    NoRoute,
+    /// Packet Too Big (§3.2), with the MTU of the next hop.
+    TooBig(u32),
+    /// Time Exceeded, "hop limit exceeded in transit" (§3.3, code 0): what
+    /// makes a router show in traceroute.
+    HopLimit,
+}
+
+impl IcmpError {
+    /// Type, code and the 4-octet field after the checksum.
+    fn fields(self) -> (u8, u8, u32) {
+        match self {
+            IcmpError::NoRoute => (1, 0, 0),
+            IcmpError::TooBig(mtu) => (2, 0, mtu),
+            IcmpError::HopLimit => (3, 0, 0),
+        }
+    }
+}
 
 /// A checked view of an IPv6 header at the start of `buf`.
 #[derive(Clone, Copy, Debug)]
@@ -196,14 +220,23 @@ impl<'a> Udp<'a> {
     }
 }
 
-/// Write into `out` the ICMPv6 Packet Too Big that `router` sends back for
-/// `packet`, which exceeded `mtu`; returns its length. None when RFC 4443
-/// §2.4 forbids an error (the packet is itself an ICMPv6 error, or comes from
-/// an unspecified or multicast source) or when `out` cannot hold the minimum.
-pub fn packet_too_big(router: Ipv6Addr, packet: &[u8], mtu: u32, out: &mut [u8]) -> Option<usize> {
+/// Write into `out` the ICMPv6 error `kind` that `router` sends back about
+/// `packet`; returns its length. None when RFC 4443 §2.4 forbids an error
+/// (the packet is itself an ICMPv6 error, comes from an unspecified or
+/// multicast source, or, but for Packet Too Big, went to a multicast group)
+/// or when `out` cannot hold the minimum.
+pub fn icmp_error(
+    router: Ipv6Addr,
+    packet: &[u8],
+    kind: IcmpError,
+    out: &mut [u8],
+) -> Option<usize> {
     let h = Header::parse(packet)?;
     let src = h.src();
     if src.is_unspecified() || src.is_multicast() {
+        return None;
+    }
+    if h.dst().is_multicast() && !matches!(kind, IcmpError::TooBig(_)) {
         return None;
     }
     // ICMPv6 errors (types < 128) never trigger errors, to avoid storms.
@@ -219,14 +252,20 @@ pub fn packet_too_big(router: Ipv6Addr, packet: &[u8], mtu: u32, out: &mut [u8])
     let msg_len = 8 + quoted;
     write_header(out, router, src, NEXT_ICMPV6, 64, msg_len);
     let msg = &mut out[HEADER_LEN..total];
-    msg[0] = ICMPV6_PACKET_TOO_BIG;
-    msg[1] = 0;
+    let (kind, code, field) = kind.fields();
+    msg[0] = kind;
+    msg[1] = code;
     msg[2..4].fill(0);
-    msg[4..8].copy_from_slice(&mtu.to_be_bytes());
+    msg[4..8].copy_from_slice(&field.to_be_bytes());
     msg[8..].copy_from_slice(&packet[..quoted]);
     let sum = icmpv6_checksum(router, src, msg);
     msg[2..4].copy_from_slice(&sum.to_be_bytes());
     Some(total)
+}
+
+/// [`icmp_error`] for a packet larger than `mtu`.
+pub fn packet_too_big(router: Ipv6Addr, packet: &[u8], mtu: u32, out: &mut [u8]) -> Option<usize> {
+    icmp_error(router, packet, IcmpError::TooBig(mtu), out)
 }
 
 #[cfg(test)]
@@ -350,5 +389,32 @@ mod tests {
         let mcast = packet("ff02::1", "2001:db8::1", 17, &[0; 8]);
         assert_eq!(packet_too_big(router, &mcast, 1300, &mut out), None);
         assert_eq!(packet_too_big(router, &echo, 1300, &mut out[..40]), None);
+    }
+
+    #[test]
+    fn time_exceeded_and_no_route() {
+        let router: Ipv6Addr = "2001:db8:42:1::1".parse().unwrap();
+        let probe = packet("2001:db8:42:2::7", "2001:db8:42:9::1", 17, &[9; 24]);
+        let mut out = [0u8; 1500];
+        for (kind, head) in [
+            (IcmpError::HopLimit, [3u8, 0]),
+            (IcmpError::NoRoute, [1u8, 0]),
+        ] {
+            let n = icmp_error(router, &probe, kind, &mut out).unwrap();
+            assert_eq!(n, 48 + probe.len());
+            assert_eq!(&out[40..42], &head);
+            assert_eq!(&out[44..48], &[0; 4]);
+            assert_eq!(&out[48..n], &probe[..]);
+            let h = Header::parse(&out[..n]).unwrap();
+            assert_eq!(h.dst(), "2001:db8:42:2::7".parse::<Ipv6Addr>().unwrap());
+            assert_eq!(icmpv6_checksum(router, h.dst(), &out[40..n]), 0);
+        }
+        // Not about packets to a group, but for Packet Too Big (§2.4 e).
+        let group = packet("2001:db8:42:2::7", "ff0e::1", 17, &[9; 24]);
+        assert_eq!(
+            icmp_error(router, &group, IcmpError::HopLimit, &mut out),
+            None
+        );
+        assert!(icmp_error(router, &group, IcmpError::TooBig(1280), &mut out).is_some());
     }
 }

@@ -54,6 +54,7 @@ use crate::node::settings::settings;
 use crate::offload::{self, Coalescer, VnetHdr, VNET_HDR_LEN};
 use crate::time::Instant;
 use crate::tunnel::auth::{Authority, CaAuthority, Identity as TunnelIdentity};
+use crate::tunnel::cookie::TokenBucket;
 use crate::tunnel::{self, wire, Action, CloseReason, Endpoint, Event, Role, TunnelId};
 
 /// Exit code: no usable certificate in the state directory.
@@ -131,6 +132,10 @@ struct Peer {
     counters: Counters,
 }
 
+/// ICMPv6 errors sent at most this often (a traceroute's probes come in
+/// bursts of 16).
+const ICMP_ERRORS_PER_SEC: u32 = 100;
+const ICMP_ERRORS_BURST: u32 = 32;
 /// Network config re-check period (re6st's NETCONF_CHECK).
 const NETCONF_CHECK_MS: u64 = 3_600_000;
 /// The peer cache is written at most this often (and at exit).
@@ -209,6 +214,8 @@ struct Node {
     /// Signs the network version.
     ca: Certificate,
     started: Instant,
+    /// ICMPv6 errors we may send (RFC 4443 §2.4 (f)).
+    icmp_budget: TokenBucket,
     /// Packets dropped (no route, malformed, too big, refused by the
     /// endpoint), reported at exit and in the status.
     dropped: u64,
@@ -464,6 +471,7 @@ async fn run(config: Config) -> Result<(), Failure> {
         ),
         ca: id.ca.clone(),
         started: t0,
+        icmp_budget: TokenBucket::new(ICMP_ERRORS_PER_SEC, ICMP_ERRORS_BURST, t0),
         dropped: 0,
         scratch: vec![0u8; BUF_LEN],
         gso4,
@@ -1318,28 +1326,49 @@ impl Node {
         };
         match self.fib.lookup(h.dst(), h.src()).copied() {
             Some(tid) => self.send_through(tid, packet, out, true).await,
-            None => self.dropped += 1,
+            None => {
+                self.dropped += 1;
+                self.send_error(packet, ip::IcmpError::NoRoute, true, out)
+                    .await;
+            }
         }
     }
 
     /// Seal `packet` into tunnel `tid`; too big: Packet Too Big back to the
-    /// sender (into the kernel for local senders, else through its tunnel).
+    /// sender.
     async fn send_through(&mut self, tid: TunnelId, packet: &[u8], out: &mut [u8], local: bool) {
         if packet.len() > self.mtu as usize {
-            let mut ptb = [0u8; ip::MIN_MTU as usize];
             self.dropped += 1;
-            let Some(n) = ip::packet_too_big(self.address, packet, self.mtu, &mut ptb) else {
-                return;
-            };
-            let sender = Header::parse(packet).map(|h| h.src());
-            let back = sender.and_then(|s| self.fib.lookup(s, self.address).copied());
-            match back {
-                Some(back) if !local => self.seal_and_send(back, &ptb[..n], out).await,
-                _ => self.write_kernel(&ptb[..n]),
-            }
+            let kind = ip::IcmpError::TooBig(self.mtu);
+            self.send_error(packet, kind, local, out).await;
             return;
         }
         self.seal_and_send(tid, packet, out).await;
+    }
+
+    /// The ICMPv6 error `kind` about `packet`, from our address, back to its
+    /// sender: into the kernel for a `local` sender (or one we have no route
+    /// to), else through its tunnel. Rate-limited, as RFC 4443 §2.4 asks.
+    async fn send_error(
+        &mut self,
+        packet: &[u8],
+        kind: ip::IcmpError,
+        local: bool,
+        out: &mut [u8],
+    ) {
+        if !self.icmp_budget.try_take(now()) {
+            return;
+        }
+        let mut err = [0u8; ip::MIN_MTU as usize];
+        let Some(n) = ip::icmp_error(self.address, packet, kind, &mut err) else {
+            return;
+        };
+        let sender = Header::parse(packet).map(|h| h.src());
+        let back = sender.and_then(|s| self.fib.lookup(s, self.address).copied());
+        match back {
+            Some(back) if !local => self.seal_and_send(back, &err[..n], out).await,
+            _ => self.write_kernel(&err[..n]),
+        }
     }
 
     async fn seal_and_send(&mut self, tid: TunnelId, packet: &[u8], out: &mut [u8]) {
@@ -1426,8 +1455,15 @@ impl Node {
             self.write_kernel(packet);
             return;
         };
-        if next == tid || h.hop_limit() <= 1 {
+        if next == tid {
+            self.dropped += 1; // back where it came from: a transient loop
+            return;
+        }
+        if h.hop_limit() <= 1 {
+            // A router's manners: traceroute shows this hop.
             self.dropped += 1;
+            self.send_error(packet, ip::IcmpError::HopLimit, false, out)
+                .await;
             return;
         }
         packet[7] -= 1; // forwarding: decrement the hop limit
