@@ -57,7 +57,10 @@ fn lan_mesh_forms_offline_and_ignores_another_network() {
     let refused =
         |log: &str| log.contains("LAN: ignoring") && log.contains("not issued by the network CA");
     for i in ours {
-        let seen = wait_until(Duration::from_secs(10), || refused(&m.log_of(i)));
+        // A node whose LAN address came out of DAD after the foreign node's
+        // first beacon hears its next one, 30 s later (the foreign node
+        // answers no newcomer of another network).
+        let seen = wait_until(Duration::from_secs(35), || refused(&m.log_of(i)));
         assert!(
             seen.is_some(),
             "node {i} did not refuse the foreign beacon\n{}",

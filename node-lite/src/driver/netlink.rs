@@ -34,6 +34,7 @@ pub const RTPROT_RE6ST: u8 = 114;
 // Message types (linux/rtnetlink.h, linux/netlink.h).
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
+const RTM_NEWLINK: u16 = 16;
 const RTM_NEWADDR: u16 = 20;
 const RTM_DELADDR: u16 = 21;
 const RTM_NEWROUTE: u16 = 24;
@@ -41,6 +42,10 @@ const RTM_DELROUTE: u16 = 25;
 const RTM_GETROUTE: u16 = 26;
 /// struct nlmsghdr: length, type, flags, sequence, port; host byte order.
 const NLMSG_HDRLEN: usize = 16;
+/// Multicast groups (linux/rtnetlink.h): links, IPv6 addresses and routes.
+const RTMGRP_LINK: u32 = 0x1;
+const RTMGRP_IPV6_IFADDR: u32 = 0x100;
+const RTMGRP_IPV6_ROUTE: u32 = 0x400;
 
 /// An IPv6 route.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -235,42 +240,134 @@ impl Netlink {
             if kind != RTM_NEWROUTE {
                 return;
             }
-            let Ok(m) = <RouteMessage as netlink_packet_core::Parseable<[u8]>>::parse(body) else {
-                return;
-            };
-            let h = &m.header;
-            if h.protocol != RouteProtocol::Other(RTPROT_RE6ST)
-                || h.table != RouteHeader::RT_TABLE_MAIN
-            {
-                return;
+            if let Some(r) = parse_own_route(body) {
+                routes.push(r);
             }
-            let mut r = Route {
-                dst: Ipv6Net::new(Ipv6Addr::UNSPECIFIED, h.destination_prefix_length),
-                src: Ipv6Net::new(Ipv6Addr::UNSPECIFIED, h.source_prefix_length),
-                oif: None,
-                via: None,
-                metric: 0,
-                unreachable: h.kind == RouteType::Unreachable,
+        })?;
+        Ok(routes)
+    }
+}
+
+/// A route of ours ([`RTPROT_RE6ST`], main table) in an RTM_NEWROUTE or
+/// RTM_DELROUTE body.
+fn parse_own_route(body: &[u8]) -> Option<Route> {
+    let m = <RouteMessage as netlink_packet_core::Parseable<[u8]>>::parse(body).ok()?;
+    let h = &m.header;
+    if h.protocol != RouteProtocol::Other(RTPROT_RE6ST) || h.table != RouteHeader::RT_TABLE_MAIN {
+        return None;
+    }
+    let mut r = Route {
+        dst: Ipv6Net::new(Ipv6Addr::UNSPECIFIED, h.destination_prefix_length),
+        src: Ipv6Net::new(Ipv6Addr::UNSPECIFIED, h.source_prefix_length),
+        oif: None,
+        via: None,
+        metric: 0,
+        unreachable: h.kind == RouteType::Unreachable,
+    };
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Destination(RouteAddress::Inet6(d)) => {
+                r.dst = Ipv6Net::new(*d, h.destination_prefix_length)
+            }
+            RouteAttribute::Source(RouteAddress::Inet6(s)) => {
+                r.src = Ipv6Net::new(*s, h.source_prefix_length)
+            }
+            RouteAttribute::Oif(i) => r.oif = Some(*i),
+            RouteAttribute::Gateway(RouteAddress::Inet6(g)) => r.via = Some(*g),
+            RouteAttribute::Priority(p) => r.metric = *p,
+            _ => {}
+        }
+    }
+    if r.unreachable {
+        r.oif = None; // the kernel attaches unreachable routes to lo
+    }
+    Some(r)
+}
+
+/// What the kernel told of changes that may undo the node's set-up.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// The watched link changed (up, down, renamed, ...).
+    pub link: bool,
+    /// An address of the watched link was removed.
+    pub address_lost: bool,
+    /// Routes of ours the kernel removed (by us, another program, or with
+    /// their link going down).
+    pub routes_lost: Vec<Route>,
+    /// Notifications were lost (the socket's buffer overflowed): anything
+    /// may have happened.
+    pub overrun: bool,
+}
+
+/// Kernel notifications of link, IPv6 address and IPv6 route changes, read
+/// without blocking.
+pub struct Monitor {
+    socket: Socket,
+    buf: Vec<u8>,
+}
+
+impl Monitor {
+    pub fn open() -> io::Result<Self> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind(&SocketAddr::new(
+            0,
+            RTMGRP_LINK | RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_ROUTE,
+        ))?;
+        socket.set_non_blocking(true)?;
+        Ok(Monitor {
+            socket,
+            buf: vec![0; 32 * 1024],
+        })
+    }
+
+    /// Reads every pending notification; those about link `index` or our
+    /// routes are returned.
+    pub fn drain(&mut self, index: u32) -> Changes {
+        let mut c = Changes::default();
+        loop {
+            let n = match self.socket.recv(&mut &mut self.buf[..], 0) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return c,
+                Err(_) => {
+                    // ENOBUFS: messages were dropped.
+                    c.overrun = true;
+                    return c;
+                }
             };
-            for a in &m.attributes {
-                match a {
-                    RouteAttribute::Destination(RouteAddress::Inet6(d)) => {
-                        r.dst = Ipv6Net::new(*d, h.destination_prefix_length)
-                    }
-                    RouteAttribute::Source(RouteAddress::Inet6(s)) => {
-                        r.src = Ipv6Net::new(*s, h.source_prefix_length)
-                    }
-                    RouteAttribute::Oif(i) => r.oif = Some(*i),
-                    RouteAttribute::Gateway(RouteAddress::Inet6(g)) => r.via = Some(*g),
-                    RouteAttribute::Priority(p) => r.metric = *p,
+            let mut off = 0;
+            while off + NLMSG_HDRLEN <= n {
+                let m = &self.buf[off..n];
+                let len = u32_at(m, 0) as usize;
+                if len < NLMSG_HDRLEN || len > m.len() {
+                    break;
+                }
+                off += (len + 3) & !3;
+                let body = &m[NLMSG_HDRLEN..len];
+                match u16_at(m, 4) {
+                    // struct ifinfomsg: family, pad, type (u16), index (i32).
+                    RTM_NEWLINK if body.len() >= 8 => c.link |= u32_at(body, 4) == index,
+                    // struct ifaddrmsg: family, prefix length, flags, scope, index.
+                    RTM_DELADDR if body.len() >= 8 => c.address_lost |= u32_at(body, 4) == index,
+                    RTM_DELROUTE => c.routes_lost.extend(parse_own_route(body)),
                     _ => {}
                 }
             }
-            if r.unreachable {
-                r.oif = None; // the kernel attaches unreachable routes to lo
-            }
-            routes.push(r);
-        })?;
-        Ok(routes)
+        }
+    }
+}
+
+impl Monitor {
+    /// Register with the tokio reactor.
+    #[allow(unsafe_code)]
+    pub fn into_async(self) -> io::Result<tokio::io::unix::AsyncFd<Monitor>> {
+        // SAFETY: the Monitor owns its socket and closes it only when the
+        // AsyncFd drops it, after deregistering.
+        unsafe { tokio::io::unix::AsyncFd::register(self) }.map_err(|e| e.into_parts().1)
+    }
+}
+
+impl std::os::fd::AsRawFd for Monitor {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.socket.as_raw_fd()
     }
 }

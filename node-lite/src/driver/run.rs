@@ -29,7 +29,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use super::lan_babel::{self, Lan, Received};
-use super::netlink::{Netlink, Route};
+use super::netlink::{Monitor, Netlink, Route};
 use super::registry::{RegistryLink, RegistryResult};
 use super::registry_jobs::Job;
 use super::tun::Tun;
@@ -136,6 +136,9 @@ struct Peer {
 /// bursts of 16).
 const ICMP_ERRORS_PER_SEC: u32 = 100;
 const ICMP_ERRORS_BURST: u32 = 32;
+/// Kernel changes come in bursts (a device cycled removes every route):
+/// the set-up is restored once, this long after the first.
+const REPAIR_DELAY_MS: u64 = 200;
 /// Network config re-check period (re6st's NETCONF_CHECK).
 const NETCONF_CHECK_MS: u64 = 3_600_000;
 /// The peer cache is written at most this often (and at exit).
@@ -167,6 +170,10 @@ struct Node {
     link_template: LinkConfig,
     tun: AsyncFd<Tun>,
     tun_index: u32,
+    /// Kernel notifications: the overlay device's address and routes are put
+    /// back if the interface is cycled or someone deletes them.
+    monitor: Option<AsyncFd<Monitor>>,
+    repair_at: Option<Instant>,
     nl: Netlink,
     /// Kernel routes Babel asked for beyond the network's route to the TUN
     /// device: LAN next hops, source-specific and outside routes.
@@ -339,15 +346,6 @@ async fn run(config: Config) -> Result<(), Failure> {
     let network = Ipv6Net::new(net_addr, net_len);
     let (sub_addr, sub_len) = id.subnet.ipv6();
     let subnet = Ipv6Net::new(sub_addr, sub_len);
-    for stale in nl.own_routes().unwrap_or_default() {
-        let _ = nl.del_route(&stale);
-    }
-    super::iface::set_up(tun.name(), Some(mtu))
-        .and_then(|()| nl.add_address(index, address, 128))
-        .and_then(|()| nl.add_route(&Route::dev(network, index)))
-        .map_err(|e| setup_error("configuring the overlay device", e))?;
-    let mut lan = super::lan::Lan::start(&config, subnet, network, &mut nl);
-
     let udp4 = bind_udp(SocketAddr::from(([0, 0, 0, 0], config.port)));
     let udp6 = bind_udp(SocketAddr::from((Ipv6Addr::UNSPECIFIED, config.port)));
     if let (Err(e4), Err(e6)) = (&udp4, &udp6) {
@@ -368,6 +366,20 @@ async fn run(config: Config) -> Result<(), Failure> {
     let (gso4, gso6) = (gso(&udp4), gso(&udp6));
     let status = super::status::bind(&config.run_dir)
         .map_err(|e| setup_error(&format!("status socket in {}", config.run_dir.display()), e))?;
+    // Only now that nothing else can fail (another node running holds the
+    // port or the status socket) are a crashed node's routes removed.
+    for stale in nl.own_routes().unwrap_or_default() {
+        let _ = nl.del_route(&stale);
+    }
+    super::iface::set_up(tun.name(), Some(mtu))
+        .and_then(|()| nl.add_address(index, address, 128))
+        .and_then(|()| nl.add_route(&Route::dev(network, index)))
+        .map_err(|e| setup_error("configuring the overlay device", e))?;
+    let mut lan = super::lan::Lan::start(&config, subnet, network, &mut nl);
+    let monitor = Monitor::open()
+        .and_then(Monitor::into_async)
+        .map_err(|e| warn!("kernel notifications: {e}; the overlay device is not watched"))
+        .ok();
     info!(
         "node {} ({address}) on {} mtu {mtu}, UDP port {}, offloads: TUN {}, UDP {}",
         id.subnet,
@@ -433,6 +445,8 @@ async fn run(config: Config) -> Result<(), Failure> {
         link_template: set.link.clone(),
         tun: tun.into_async().map_err(|e| setup_error("TUN device", e))?,
         tun_index: index,
+        monitor,
+        repair_at: None,
         nl,
         kroutes: HashMap::new(),
         lans: Vec::new(),
@@ -498,6 +512,7 @@ async fn run(config: Config) -> Result<(), Failure> {
     let mut armed: Option<Instant> = None;
     // Sources with more to read: a bounded drain keeps every input served.
     let (mut tun_more, mut udp4_more, mut udp6_more) = (false, false, false);
+    let mut kernel_changed = false;
     loop {
         // Timers only when one is due.
         let t = now();
@@ -522,6 +537,12 @@ async fn run(config: Config) -> Result<(), Failure> {
                 tun_more = true;
             }
             _ = readable(node.udp4.as_ref()), if !udp4_more => udp4_more = true,
+            r = watch(node.monitor.as_ref()) => {
+                if let Ok(mut guard) = r {
+                    guard.clear_ready();
+                }
+                kernel_changed = true;
+            }
             _ = readable(node.udp6.as_ref()), if !udp6_more => udp6_more = true,
             () = std::future::ready(()), if busy => {}
             Some((job, r)) = registry_rx.recv() => node.on_registry(now(), job, r),
@@ -535,6 +556,9 @@ async fn run(config: Config) -> Result<(), Failure> {
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
+        }
+        if std::mem::take(&mut kernel_changed) {
+            node.on_kernel_changes(now());
         }
         if tun_more {
             tun_more = node.drain_tun(&mut buf, &mut pkt, &mut out).await;
@@ -573,6 +597,16 @@ async fn run(config: Config) -> Result<(), Failure> {
         info!("{} packets dropped in all", node.dropped);
     }
     Ok(())
+}
+
+/// Readiness of the kernel notifications (pending forever when absent).
+async fn watch(
+    m: Option<&AsyncFd<Monitor>>,
+) -> io::Result<tokio::io::unix::AsyncFdReadyGuard<'_, Monitor>> {
+    match m {
+        Some(m) => m.readable().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Readiness of an optional socket (pending forever when absent).
@@ -727,13 +761,53 @@ impl Node {
         for &(_, at) in &self.lan_hellos {
             t = t.min(at);
         }
+        if let Some(at) = self.repair_at {
+            t = t.min(at);
+        }
         t
+    }
+
+    /// The kernel told of changes: if they may have undone our set-up (the
+    /// device cycled, our address or a route we want removed), put it back
+    /// once the burst is over.
+    fn on_kernel_changes(&mut self, t: Instant) {
+        let Some(m) = self.monitor.as_mut() else {
+            return;
+        };
+        let c = m.get_mut().drain(self.tun_index);
+        let wanted =
+            |r: &Route| r.dst == self.network || self.kroutes.contains_key(&(r.dst, r.src));
+        if c.link || c.address_lost || c.overrun || c.routes_lost.iter().any(wanted) {
+            self.repair_at
+                .get_or_insert_with(|| t.add_millis(REPAIR_DELAY_MS));
+        }
+    }
+
+    /// Sets the node's address and every route it installed again. While
+    /// the device is down this fails; its coming up is the next change.
+    fn repair(&mut self) {
+        self.repair_at = None;
+        let nl = &mut self.nl;
+        let r = nl
+            .add_address(self.tun_index, self.address, 128)
+            .and_then(|()| nl.add_route(&Route::dev(self.network, self.tun_index)))
+            .and_then(|()| self.kroutes.values().try_for_each(|r| nl.add_route(r)));
+        match r {
+            Ok(()) => info!(
+                "overlay device changed: address and {} routes set again",
+                self.kroutes.len() + 1
+            ),
+            Err(e) => debug!("overlay device changed, not restored yet: {e}"),
+        }
     }
 
     /// Run whatever timer is due.
     async fn on_timers(&mut self, t: Instant, out: &mut [u8]) {
         self.endpoint.handle_timeout(t);
         self.engine.handle_timeout(t);
+        if self.repair_at.is_some_and(|at| t >= at) {
+            self.repair();
+        }
         if t >= self.mesh.poll_timeout() {
             let routes = self.routed_nodes();
             let actions = self.mesh.tick(t, &routes, &self.cache);

@@ -28,10 +28,17 @@ pub fn socket_path(run_dir: &Path) -> PathBuf {
     run_dir.join(SOCKET_NAME)
 }
 
-/// Bind the status socket: a stale one from a killed node is replaced.
+/// Bind the status socket: a stale one from a killed node is replaced, a
+/// live one (another node answers on it) is an error.
 pub fn bind(run_dir: &Path) -> std::io::Result<tokio::net::UnixListener> {
     std::fs::create_dir_all(run_dir)?;
     let path = socket_path(run_dir);
+    if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "another node is running",
+        ));
+    }
     let _ = std::fs::remove_file(&path);
     let l = tokio::net::UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
