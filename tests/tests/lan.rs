@@ -128,6 +128,14 @@ fn lan_hosts_get_ipv6_from_their_node() {
          {slaac:.1} s, A <-> B over IPv6 {reach:.1} s ({N} nodes)"
     );
     assert!(m.hosts[a].ns.ping6(&m.nodes[1].address), "A -> node 1");
+    // The status names node 0's `lan` interface, its /64 and its RAs.
+    let json = m.status_json(0);
+    let lan = format!(
+        r#""lan_interfaces":[{{"interface":"{}","prefix":"{pa}""#,
+        m.hosts[a].node_dev
+    );
+    assert!(json.contains(&lan), "{lan} not in {json}");
+    assert!(json.contains(r#""ra":true}]"#), "{json}");
 
     // 2. rdisc6 sees the advertisement: prefix with A and L, router
     // lifetime, MTU, the network as a route, the DNS server.

@@ -69,6 +69,9 @@ fn lan_mesh_forms_offline_and_ignores_another_network() {
         let status = m.status_text(i);
         let via_lan = status.lines().filter(|l| l.contains(" lan ")).count();
         assert_eq!(via_lan, N - 1, "node {i}: LAN neighbours\n{status}");
+        let json = m.status_json(i);
+        let lans = format!(r#""babel_interfaces":[{{"interface":"{}""#, m.nodes[i].dev);
+        assert!(json.contains(&lans), "{lans} not in {json}");
     }
     let f = m.status_text(foreign);
     assert!(

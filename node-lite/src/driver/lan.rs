@@ -47,6 +47,14 @@ struct Iface {
     ra: Option<(Advertiser, AsyncFd<OwnedFd>)>,
 }
 
+/// A `lan` interface as the status reports it.
+#[derive(Clone, Debug)]
+pub struct LanSummary {
+    pub name: String,
+    pub prefix: Ipv6Net,
+    pub ra: bool,
+}
+
 /// The LAN interfaces, their addresses and advertisers.
 #[derive(Default)]
 pub struct Lan {
@@ -225,6 +233,19 @@ impl Lan {
     }
 
     /// Withdraw: the final advertisement, then the addresses and routes.
+    /// Each configured interface: its name, the prefix it got, and whether
+    /// the node sends router advertisements on it.
+    pub fn summary(&self) -> Vec<LanSummary> {
+        self.ifaces
+            .iter()
+            .map(|i| LanSummary {
+                name: i.name.clone(),
+                prefix: i.prefix,
+                ra: i.ra.is_some(),
+            })
+            .collect()
+    }
+
     pub fn stop(&mut self, nl: &mut Netlink) {
         let mut out = [0u8; 1500];
         let t = now();

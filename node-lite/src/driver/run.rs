@@ -170,6 +170,8 @@ struct Node {
     link_template: LinkConfig,
     tun: AsyncFd<Tun>,
     tun_index: u32,
+    /// The `lan` interfaces (set at start).
+    lan_interfaces: Vec<super::lan::LanSummary>,
     /// Kernel notifications: the overlay device's address and routes are put
     /// back if the interface is cycled or someone deletes them.
     monitor: Option<AsyncFd<Monitor>>,
@@ -445,6 +447,7 @@ async fn run(config: Config) -> Result<(), Failure> {
         link_template: set.link.clone(),
         tun: tun.into_async().map_err(|e| setup_error("TUN device", e))?,
         tun_index: index,
+        lan_interfaces: lan.summary(),
         monitor,
         repair_at: None,
         nl,
@@ -1803,17 +1806,27 @@ impl Node {
                 .str("router_id", &hex(&r.router_id.0))
                 .finish()
         });
-        let lan = self.lans.iter().map(|l| {
-            let nodes = self.lan_nodes(l.index).map(|(addr, subnet)| {
+        let babel_lans = || {
+            self.lans.iter().map(|l| {
+                let nodes = self.lan_nodes(l.index).map(|(addr, subnet)| {
+                    Object::new()
+                        .str("address", &addr.to_string())
+                        .str("prefix", &subnet)
+                        .finish()
+                });
                 Object::new()
-                    .str("address", &addr.to_string())
-                    .str("prefix", &subnet)
+                    .str("interface", &l.name)
+                    .str("address", &l.local.to_string())
+                    .raw("nodes", json::array(nodes))
                     .finish()
-            });
+            })
+        };
+        let lan_interfaces = self.lan_interfaces.iter().map(|l| {
             Object::new()
                 .str("interface", &l.name)
-                .str("address", &l.local.to_string())
-                .raw("nodes", json::array(nodes))
+                .str("prefix", &l.prefix.to_string())
+                .str("address", &l.prefix.host(1).to_string())
+                .bool("ra", l.ra)
                 .finish()
         });
         let registry = match &self.registry {
@@ -1843,7 +1856,11 @@ impl Node {
                 json::array(self.own_addrs.iter().map(|a| json::string(&a.to_string()))),
             )
             .raw("tunnels", json::array(tunnels))
-            .raw("lan", json::array(lan))
+            // `lan` predates the `lan` option: kept, with the same content as
+            // `babel_interfaces`.
+            .raw("lan", json::array(babel_lans()))
+            .raw("babel_interfaces", json::array(babel_lans()))
+            .raw("lan_interfaces", json::array(lan_interfaces))
             .raw(
                 "babel",
                 Object::new()
