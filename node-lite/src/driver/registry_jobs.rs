@@ -1,6 +1,6 @@
 //! When the node's registry requests are asked for, without any I/O.
 //!
-//! One worker answers them in order ([`super::registry`]). One of each kind
+//! One worker answers them in order (`driver/registry.rs`). One of each kind
 //! asked at a time, and none is lost: a network config check asked for
 //! while a bootstrap request is pending is queued at once behind it (the
 //! registry takes 3 s to answer "no peer" when no node runs beside it; a
