@@ -1,48 +1,15 @@
-//! Command line: `re6st-lite [--log-level L] <command> [options]`.
+//! Command line: `re6st-lite [--log-level L] <command> [options]`: the
+//! commands and their dispatch. What commands share ([`Failure`], exit codes)
+//! is in [`crate::failure`], so that commands do not depend on this module.
 //!
 //! lexopt rather than clap: it adds about 8 KB to a static musl binary where
 //! clap's derive API adds several hundred (measured, see README design notes).
 
 use std::ffi::OsString;
-use std::fmt;
 
 use lexopt::prelude::*;
 
-/// A failed command: a one-line message and the process exit code.
-#[derive(Debug)]
-pub struct Failure {
-    pub code: u8,
-    pub msg: String,
-}
-
-/// Exit codes shared by every command; commands may add their own above 9.
-pub mod exit {
-    /// Runtime failure.
-    pub const FAILURE: u8 = 1;
-    /// Bad command line.
-    pub const USAGE: u8 = 2;
-}
-
-impl Failure {
-    pub fn new(code: u8, msg: impl Into<String>) -> Self {
-        Failure {
-            code,
-            msg: msg.into(),
-        }
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.msg)
-    }
-}
-
-impl From<lexopt::Error> for Failure {
-    fn from(e: lexopt::Error) -> Self {
-        Failure::new(exit::USAGE, format!("{e} (try --help)"))
-    }
-}
+use crate::failure::{exit, Failure};
 
 /// One subcommand: its name, a one-line summary for the top-level help, and
 /// its entry point, which parses the rest of the command line itself.
@@ -154,20 +121,6 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> Result<(), Failure> {
         exit::USAGE,
         "no command given (try --help)".to_string(),
     ))
-}
-
-/// For commands without options: accept only `-h/--help`.
-pub fn no_options(p: &mut lexopt::Parser, usage: &str) -> Result<bool, Failure> {
-    if let Some(arg) = p.next()? {
-        match arg {
-            Short('h') | Long("help") => {
-                println!("{usage}");
-                return Ok(false);
-            }
-            _ => return Err(arg.unexpected().into()),
-        }
-    }
-    Ok(true)
 }
 
 #[cfg(test)]

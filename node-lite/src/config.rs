@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use log::LevelFilter;
 
-use crate::cli::{self, Failure};
+use crate::failure::{exit, Failure};
 use crate::uci;
 
 /// Kind of value, for the generated documentation.
@@ -72,8 +72,8 @@ pub const OPTIONS: &[Opt] = &[
           help: "Capacity of the route table; the board profile sets it." },
     Opt { name: "peer_cache", kind: Kind::Number, default: "200",
           help: "Peers remembered across restarts." },
-    Opt { name: "packet_buffers", kind: Kind::Number, default: "128",
-          help: "Packet buffers of the data path; the board profile sets it." },
+    Opt { name: "packet_buffers", kind: Kind::Number, default: "512",
+          help: "Datagrams of 2 KiB the kernel may queue for the node (its UDP receive buffer); the board profile sets it." },
     Opt { name: "log_level", kind: Kind::Text, default: "info",
           help: "error, warn, info, debug or trace." },
 ];
@@ -383,7 +383,7 @@ impl Source {
     /// The configuration, or a usage failure naming the bad option or line.
     pub fn load(&self) -> Result<Config, Failure> {
         Config::load(self.file.as_deref(), &self.overrides)
-            .map_err(|e| Failure::new(cli::exit::USAGE, e.to_string()))
+            .map_err(|e| Failure::new(exit::USAGE, e.to_string()))
     }
 }
 

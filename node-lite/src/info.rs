@@ -18,8 +18,8 @@ use registry_client::cert;
 use registry_client::state::{Loaded, StateDir};
 use registry_client::RENEW_PERIOD;
 
-use crate::cli::Failure;
 use crate::config::Source;
+use crate::failure::Failure;
 use crate::json;
 
 const USAGE: &str = "\
@@ -172,7 +172,7 @@ pub fn command(p: &mut lexopt::Parser) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::exit;
+    use crate::failure::exit;
     use registry_client::state::{Loaded, StateDir};
     use std::ffi::OsString;
     use std::path::Path;
@@ -290,12 +290,12 @@ mod tests {
         assert_eq!(json::string("a\"b\\c\n\u{1}"), r#""a\"b\\c\n\u0001""#);
     }
 
-    fn run(args: &[&str]) -> Result<(), crate::cli::Failure> {
+    fn run(args: &[&str]) -> Result<(), crate::failure::Failure> {
         crate::cli::main(args.iter().map(OsString::from))
     }
 
     /// This file's own copy of the command, called directly.
-    fn run_here(args: &[&str]) -> Result<(), crate::cli::Failure> {
+    fn run_here(args: &[&str]) -> Result<(), crate::failure::Failure> {
         command(&mut lexopt::Parser::from_args(args.iter().copied()))
     }
 

@@ -8,10 +8,13 @@
 //! - [`selftest`]: known-answer checks run on the target, so a miscompiled or
 //!   wrong-endian cross build fails loudly.
 
+#![warn(unreachable_pub)]
+
 pub mod babel;
 pub mod cli;
 pub mod config;
 pub mod driver;
+pub mod failure;
 pub mod fib;
 pub mod info;
 pub mod ip;

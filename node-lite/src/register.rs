@@ -33,7 +33,7 @@ use registry_client::netconfig::NetworkConfig;
 use registry_client::state::{self, Identity, Loaded, StateDir};
 use registry_client::{Error, Registry, Subnet, RENEW_PERIOD};
 
-use crate::cli::{exit, Failure};
+use crate::failure::{exit, Failure};
 
 const USAGE: &str = "\
 Usage: re6st-lite register --registry URL (--anonymous | --token TOKEN | --email EMAIL)

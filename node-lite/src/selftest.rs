@@ -4,7 +4,7 @@
 //! wrong; these checks run the real crypto and wire code on published vectors
 //! so such a build fails before it ships. Every protocol module adds its own.
 
-use crate::cli::{self, Failure};
+use crate::failure::{self, exit, Failure};
 
 /// A named known-answer check. `Err` says what differed.
 pub struct Check {
@@ -55,7 +55,7 @@ pub fn checks() -> Vec<Check> {
 }
 
 pub fn command(p: &mut lexopt::Parser) -> Result<(), Failure> {
-    if !cli::no_options(
+    if !failure::no_options(
         p,
         "Usage: re6st-lite selftest\nRuns every known-answer check; exits 1 if one fails.",
     )? {
@@ -74,7 +74,7 @@ pub fn command(p: &mut lexopt::Parser) -> Result<(), Failure> {
     }
     if failed > 0 {
         return Err(Failure::new(
-            cli::exit::FAILURE,
+            exit::FAILURE,
             format!("selftest: {failed} of {} checks failed", all.len()),
         ));
     }

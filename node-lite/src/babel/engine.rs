@@ -367,10 +367,6 @@ impl Engine {
         }
     }
 
-    pub fn link_config(&self, link: LinkId) -> Option<&LinkConfig> {
-        self.links.get(link.0)?.as_ref().map(|l| &l.cfg)
-    }
-
     fn link(&self, id: LinkId) -> &Link {
         self.links[id.0]
             .as_ref()

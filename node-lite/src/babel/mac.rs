@@ -27,24 +27,6 @@ pub enum MacAlgorithm {
     Blake2s128,
 }
 
-impl MacAlgorithm {
-    pub fn mac_len(self) -> usize {
-        match self {
-            MacAlgorithm::HmacSha256 => 32,
-            MacAlgorithm::Blake2s128 => 16,
-        }
-    }
-
-    /// babeld's configuration name (`key type ...`).
-    pub fn from_name(s: &str) -> Option<Self> {
-        match s {
-            "hmac-sha256" => Some(MacAlgorithm::HmacSha256),
-            "blake2s128" => Some(MacAlgorithm::Blake2s128),
-            _ => None,
-        }
-    }
-}
-
 /// A key the caller cannot use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BadKeyLength {
@@ -196,19 +178,4 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Parses a hex key as babeld's configuration writes it.
-pub fn parse_hex_key(s: &str) -> Option<([u8; 64], usize)> {
-    let s = s.trim();
-    if s.len() % 2 != 0 || s.len() > 128 || s.is_empty() {
-        return None;
-    }
-    let mut out = [0u8; 64];
-    for (i, pair) in s.as_bytes().chunks(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some((out, s.len() / 2))
 }

@@ -25,7 +25,7 @@ pub(super) struct IfReq {
 
 impl IfReq {
     /// An ifreq for interface `name` (refused if it does not fit).
-    pub fn new(name: &str) -> io::Result<IfReq> {
+    pub(super) fn new(name: &str) -> io::Result<IfReq> {
         if name.is_empty() || name.len() >= IFNAMSIZ || name.contains('\0') {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -40,16 +40,16 @@ impl IfReq {
         Ok(req)
     }
 
-    pub fn flags(&self) -> i16 {
+    pub(super) fn flags(&self) -> i16 {
         i16::from_ne_bytes([self.data[0], self.data[1]])
     }
 
-    pub fn set_flags(&mut self, flags: i16) {
+    pub(super) fn set_flags(&mut self, flags: i16) {
         self.data[..2].copy_from_slice(&flags.to_ne_bytes());
     }
 
     /// The name, as the kernel may have completed it (e.g. "re6st%d").
-    pub fn name(&self) -> String {
+    pub(super) fn name(&self) -> String {
         let end = self.name.iter().position(|&b| b == 0).unwrap_or(IFNAMSIZ);
         String::from_utf8_lossy(&self.name[..end]).into_owned()
     }

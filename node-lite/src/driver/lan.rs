@@ -29,8 +29,8 @@ use nix::sys::socket::{
 };
 use tokio::io::unix::AsyncFd;
 
+use super::clock::now;
 use super::netlink::{Netlink, Route};
-use super::run::now;
 use crate::config::Config;
 use crate::lan::ra::{self, Advertiser, Received};
 use crate::lan::{self, wire};

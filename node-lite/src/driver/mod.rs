@@ -2,6 +2,7 @@
 //! (TUN device, netlink, sockets, clock). Protocol state machines never
 //! call into it; the driver feeds them and carries out what they return.
 
+pub mod clock;
 pub mod iface;
 pub mod lan;
 pub mod lan_babel;

@@ -41,7 +41,7 @@ impl RegistryLink {
     /// Starts the worker; answers come on `results`. The thread ends when
     /// the link is dropped (or with the process: a request may hang for a
     /// minute, and nothing waits for it at exit).
-    pub fn start(
+    pub(super) fn start(
         url: String,
         id: Identity,
         results: mpsc::UnboundedSender<(Job, RegistryResult)>,
@@ -62,14 +62,14 @@ impl RegistryLink {
 
     /// Ask the registry for `job`: now, or again once the same request
     /// asked before is answered ([`Self::done`]).
-    pub fn request(&mut self, job: Job) {
+    pub(super) fn request(&mut self, job: Job) {
         if self.jobs.request(job) {
             let _ = self.queue.send(job);
         }
     }
 
     /// `job` is answered: ask again if it was asked for meanwhile.
-    pub fn done(&mut self, job: Job) {
+    pub(super) fn done(&mut self, job: Job) {
         if self.jobs.done(job) {
             let _ = self.queue.send(job);
         }

@@ -28,6 +28,7 @@ use tokio::net::UdpSocket;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+use super::clock::{now, unix_now};
 use super::lan_babel::{self, Lan, Received};
 use super::netlink::{Monitor, Netlink, Route};
 use super::registry::{RegistryLink, RegistryResult};
@@ -39,8 +40,8 @@ use crate::babel::{
     Engine, EngineConfig, LinkConfig, LinkId, LinkKind, Prefix as BabelPrefix, RouteEvent,
     RouterId, SeqNo,
 };
-use crate::cli::Failure;
 use crate::config::Config;
+use crate::failure::Failure;
 use crate::fib::Fib;
 use crate::ip::{self, Header, Udp};
 use crate::json::{self, Object};
@@ -65,21 +66,6 @@ pub const EXIT_SETUP: u8 = 31;
 /// Underlay MTU assumed until path MTU discovery exists: Ethernet.
 const UNDERLAY_MTU: u32 = 1500;
 const BUF_LEN: usize = 65536;
-
-/// The monotonic clock the state machines run on: CLOCK_BOOTTIME keeps
-/// counting across suspend, so timers stay honest on battery gateways.
-pub fn now() -> Instant {
-    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-        .expect("CLOCK_BOOTTIME is available on Linux");
-    Instant::from_millis(t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000)
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 const USAGE: &str = "Usage: re6st-lite run [-c FILE] [-o NAME=VALUE]...\n\
     Run the node: bring up the overlay device, open tunnels, route.\n\
@@ -358,11 +344,8 @@ async fn run(config: Config) -> Result<(), Failure> {
     }
     let gso = |s: &io::Result<UdpSocket>| {
         s.as_ref().is_ok_and(|s| {
-            let on = offload && udp_off::enable_gso(s) && udp_off::enable_gro(s);
-            if on {
-                udp_off::grow_receive_buffer(s);
-            }
-            on
+            udp_off::set_receive_buffer(s, config.packet_buffers);
+            offload && udp_off::enable_gso(s) && udp_off::enable_gro(s)
         })
     };
     let (gso4, gso6) = (gso(&udp4), gso(&udp6));
@@ -806,6 +789,9 @@ impl Node {
 
     /// Run whatever timer is due.
     async fn on_timers(&mut self, t: Instant, out: &mut [u8]) {
+        // The wall clock as it is now: NTP may have set it since start
+        // (routers without a real-time clock boot in 1970).
+        self.endpoint.set_unix_time(t, unix_now());
         self.endpoint.handle_timeout(t);
         self.engine.handle_timeout(t);
         if self.repair_at.is_some_and(|at| t >= at) {

@@ -11,8 +11,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::Failure;
 use crate::config::Source;
+use crate::failure::Failure;
 
 pub const SOCKET_NAME: &str = "status.sock";
 /// Exit code: no node answers on the status socket.

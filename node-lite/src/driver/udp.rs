@@ -28,14 +28,17 @@ pub fn enable_gro(fd: &impl AsFd) -> bool {
     socket::setsockopt(fd, sockopt::UdpGroSegment, &true).is_ok()
 }
 
-/// Room for ~15 GRO batches of 64 KB in the receive buffer: the default
-/// (208 KB on Linux, charged per buffer, not per byte) holds only three, and
-/// a burst beyond that is lost and resent by TCP. SO_RCVBUFFORCE passes
-/// rmem_max (we run as root); the kernel doubles the value.
-pub fn grow_receive_buffer(fd: &impl AsFd) {
-    const BYTES: usize = 1 << 20;
-    if socket::setsockopt(fd, sockopt::RcvBufForce, &BYTES).is_err() {
-        let _ = socket::setsockopt(fd, sockopt::RcvBuf, &BYTES);
+/// Sizes the receive buffer: what the kernel may hold for the node while it
+/// is busy, the board's `packet_buffers` × 2 KiB (`cross/boards.py` budgets
+/// the same). The default (208 KB on Linux, charged per buffer, not per
+/// byte) holds only three GRO batches of 64 KB, and a burst beyond that is
+/// lost and resent by TCP; 1 MiB (the default 512 buffers) holds ~15.
+/// SO_RCVBUFFORCE passes rmem_max (we run as root); the kernel doubles the
+/// value.
+pub fn set_receive_buffer(fd: &impl AsFd, packet_buffers: u32) {
+    let bytes = packet_buffers as usize * 2048;
+    if socket::setsockopt(fd, sockopt::RcvBufForce, &bytes).is_err() {
+        let _ = socket::setsockopt(fd, sockopt::RcvBuf, &bytes);
     }
 }
 
@@ -156,6 +159,22 @@ mod tests {
 
     fn addr(p: u16) -> SocketAddr {
         SocketAddr::from(([192, 0, 2, 1], p))
+    }
+
+    /// The board's `packet_buffers` is what the kernel may queue for us
+    /// (root sets it past rmem_max; the kernel reports twice the value).
+    #[test]
+    fn receive_buffer_follows_packet_buffers() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: SO_RCVBUFFORCE needs root");
+            return;
+        }
+        for n in [64, 512, 1024] {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            set_receive_buffer(&s, n);
+            let got = socket::getsockopt(&s, sockopt::RcvBuf).unwrap();
+            assert_eq!(got, 2 * 2048 * n as usize, "{n} buffers");
+        }
     }
 
     #[test]

@@ -36,7 +36,6 @@ use crate::time::Instant;
 /// Protocol constants (RFC 4861 §10), in milliseconds.
 pub const MAX_INITIAL_RTR_ADVERT_INTERVAL_MS: u64 = 16_000;
 pub const MAX_INITIAL_RTR_ADVERTISEMENTS: u32 = 3;
-pub const MAX_FINAL_RTR_ADVERTISEMENTS: u32 = 3;
 pub const MIN_DELAY_BETWEEN_RAS_MS: u64 = 3_000;
 pub const MAX_RA_DELAY_TIME_MS: u64 = 500;
 /// MaxRtrAdvInterval's default (RFC 4861 §6.2.1).

@@ -234,50 +234,50 @@ impl Identity {
 pub(crate) mod fixtures {
     use super::*;
 
-    pub const CA: &[u8] = include_bytes!("testdata/ca.der");
-    pub const OTHER_CA: &[u8] = include_bytes!("testdata/other-ca.der");
+    pub(crate) const CA: &[u8] = include_bytes!("testdata/ca.der");
+    pub(crate) const OTHER_CA: &[u8] = include_bytes!("testdata/other-ca.der");
 
     /// A node fixture: certificate DER and PKCS#8 PEM key.
-    pub struct Node {
+    pub(crate) struct Node {
         pub cert: &'static [u8],
         pub key: &'static [u8],
     }
 
-    pub const ALICE: Node = Node {
+    pub(crate) const ALICE: Node = Node {
         cert: include_bytes!("testdata/alice.der"),
         key: include_bytes!("testdata/alice.key"),
     };
-    pub const BOB: Node = Node {
+    pub(crate) const BOB: Node = Node {
         cert: include_bytes!("testdata/bob.der"),
         key: include_bytes!("testdata/bob.key"),
     };
     /// Serial 4: tests put it in the CRL.
-    pub const REVOKED: Node = Node {
+    pub(crate) const REVOKED: Node = Node {
         cert: include_bytes!("testdata/revoked.der"),
         key: include_bytes!("testdata/revoked.key"),
     };
-    pub const REVOKED_SERIAL: u64 = 4;
+    pub(crate) const REVOKED_SERIAL: u64 = 4;
     /// Issued by another CA with the same subject name.
-    pub const STRANGER: Node = Node {
+    pub(crate) const STRANGER: Node = Node {
         cert: include_bytes!("testdata/stranger.der"),
         key: include_bytes!("testdata/stranger.key"),
     };
     /// Valid for one day from its creation.
-    pub const EXPIRED: Node = Node {
+    pub(crate) const EXPIRED: Node = Node {
         cert: include_bytes!("testdata/expired.der"),
         key: include_bytes!("testdata/expired.key"),
     };
 
     /// A wall clock at which every fixture but EXPIRED is valid.
-    pub fn now_unix() -> u64 {
+    pub(crate) fn now_unix() -> u64 {
         Certificate::from_der(EXPIRED.cert).unwrap().not_after() + 86_400
     }
 
-    pub fn authority() -> CaAuthority {
+    pub(crate) fn authority() -> CaAuthority {
         CaAuthority::new(Certificate::from_der(CA).unwrap(), &[REVOKED_SERIAL])
     }
 
-    pub fn identity(node: &Node, static_secret: [u8; 32]) -> Identity {
+    pub(crate) fn identity(node: &Node, static_secret: [u8; 32]) -> Identity {
         let key = registry_client::cert::key_from_pem(node.key).unwrap();
         Identity::new(node.cert.to_vec(), &key, static_secret).unwrap()
     }

@@ -924,6 +924,32 @@ fn a_peer_that_answers_its_cookie_connects_during_a_flood() {
     assert!(t.is_some_and(|t| t <= 2000), "connected after {t:?} ms");
 }
 
+/// A router without a real-time clock boots in 1970: certificates look not
+/// yet valid and no tunnel comes up. Once NTP steps the clock and the driver
+/// hands the new wall time down, the next retry connects; and a clock stepped
+/// past the peer's expiry closes its tunnel.
+#[test]
+fn certificate_checks_follow_the_wall_clock_as_it_is_set() {
+    let mut sim = Sim::new(vec![
+        peer(&ALICE, "192.0.2.1:326", 1),
+        peer(&BOB, "192.0.2.2:326", 2),
+    ]);
+    let bob = sim.peers[1].addr;
+    sim.peers[0].ep.set_unix_time(T0, 0);
+    sim.peers[0].ep.connect(T0, bob);
+    sim.run();
+    assert!(sim.established(0).is_none(), "connected with a 1970 clock");
+    let later = T0 + Duration::from_secs(2);
+    sim.peers[0].ep.set_unix_time(later, fixtures::now_unix());
+    sim.advance(later + Duration::from_secs(2));
+    let (id, peer) = sim.established(0).expect("connected once the clock is set");
+    // Ten years on, Bob's certificate has expired.
+    let t = sim.now + Duration::from_secs(1);
+    sim.peers[0].ep.set_unix_time(t, peer.not_after + 1);
+    sim.advance(t);
+    assert_eq!(sim.closed(0), Some(CloseReason::Expired), "tunnel {id}");
+}
+
 /// Micro-benchmark, not a timed assertion. Run with
 /// `cargo test --release -p node-lite tunnel::tests::bench -- --ignored --nocapture`.
 #[test]

@@ -638,21 +638,21 @@ impl<'a> Tlv<'a> {
 
 /// Sequential writer over a slice already checked to be long enough.
 pub(super) struct Writer<'b> {
-    pub buf: &'b mut [u8],
-    pub at: usize,
+    pub(super) buf: &'b mut [u8],
+    pub(super) at: usize,
 }
 
 impl Writer<'_> {
-    pub fn u8(&mut self, v: u8) {
+    pub(super) fn u8(&mut self, v: u8) {
         if let Some(b) = self.buf.get_mut(self.at) {
             *b = v;
         }
         self.at += 1;
     }
-    pub fn u16(&mut self, v: u16) {
+    pub(super) fn u16(&mut self, v: u16) {
         self.bytes(&v.to_be_bytes());
     }
-    pub fn bytes(&mut self, v: &[u8]) {
+    pub(super) fn bytes(&mut self, v: &[u8]) {
         if let Some(d) = self.buf.get_mut(self.at..self.at + v.len()) {
             d.copy_from_slice(v);
         }
