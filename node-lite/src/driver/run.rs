@@ -44,7 +44,6 @@ use crate::config::Config;
 use crate::failure::Failure;
 use crate::fib::Fib;
 use crate::ip::{self, Header, Udp};
-use crate::json::{self, Object};
 use crate::mesh::beacon::{Beacon, Discovery, Verdict};
 use crate::mesh::cache::PeerCache;
 use crate::mesh::ctl;
@@ -52,6 +51,7 @@ use crate::mesh::manager::{Action as MeshAction, Dir, Manager, State as MeshStat
 use crate::mesh::version::{Heard, Versions};
 use crate::net::Ipv6Net;
 use crate::node::settings::settings;
+use crate::node::status::{self, Status};
 use crate::offload::{self, Coalescer, VnetHdr, VNET_HDR_LEN};
 use crate::time::Instant;
 use crate::tunnel::auth::{Authority, CaAuthority, Identity as TunnelIdentity};
@@ -1658,10 +1658,11 @@ impl Node {
         let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(2), read).await else {
             return;
         };
+        let status = self.status();
         let answer = if req[..n].starts_with(b"json") {
-            self.status_json() + "\n"
+            status.to_json() + "\n"
         } else {
-            self.status_text()
+            status.to_text()
         };
         let write = async {
             let mut rest = answer.as_bytes();
@@ -1678,25 +1679,30 @@ impl Node {
         let _ = tokio::time::timeout(Duration::from_secs(2), write).await;
     }
 
-    fn tunnel_rows(&self, t: Instant) -> Vec<TunnelRow> {
-        let mut rows: Vec<TunnelRow> = self
+    /// The status report, as of now.
+    fn status(&self) -> Status {
+        let t = now();
+        let rtt_ms = |us: Option<u32>| us.map(|u| f64::from(u) / 1000.0);
+        let lan_name = |link: LinkId| self.lan_of(link).map(|l| l.name.clone());
+        let mut tunnels: Vec<status::Tunnel> = self
             .mesh
             .tunnels()
             .map(|(id, m)| {
                 let peer = self.peers.get(&id);
                 let nb = peer.and_then(|p| self.engine.neighbours(t).find(|n| n.link == p.link));
-                TunnelRow {
+                let counters = peer.map(|p| p.counters).unwrap_or_default();
+                status::Tunnel {
                     id,
                     peer: peer.map(|p| p.subnet.to_string()).or_else(|| {
                         m.peer
                             .and_then(|p| self.subnet_of(p))
                             .map(|s| s.to_string())
                     }),
-                    addr: m.addr,
-                    dir: m.dir,
-                    state: m.state,
+                    address: m.addr,
+                    client: m.dir == Dir::Client,
+                    state: state_name(m.state),
                     age_s: m.up_since.map_or(0, |u| t.millis_since(u) / 1000),
-                    rtt_us: nb.as_ref().and_then(|n| n.rtt_us),
+                    rtt_ms: rtt_ms(nb.as_ref().and_then(|n| n.rtt_us)),
                     loss: nb.as_ref().map(|n| {
                         // Of the Hellos expected so far (16 at most, the
                         // reach window), how many did not come.
@@ -1706,23 +1712,92 @@ impl Node {
                         (1.0 - f64::from(n.reach.count_ones()) / expected).max(0.0)
                     }),
                     cost: nb.as_ref().map(|n| n.cost),
-                    counters: peer.map(|p| p.counters).unwrap_or_default(),
+                    rx_packets: counters.rx_packets,
+                    rx_bytes: counters.rx_bytes,
+                    tx_packets: counters.tx_packets,
+                    tx_bytes: counters.tx_bytes,
                 }
             })
             .collect();
-        rows.sort_by_key(|r| r.id);
-        rows
+        tunnels.sort_by_key(|r| r.id);
+        let st = self.engine.stats();
+        Status {
+            prefix: self.subnet,
+            address: self.address,
+            network: self.network,
+            uptime_s: t.millis_since(self.started) / 1000,
+            network_config_version: self.netconf_version,
+            registry: self.registry.as_ref().map(|r| status::Registry {
+                url: r.url.clone(),
+                last_ok_s: r.last_ok.map(|o| t.millis_since(o) / 1000),
+                last_error: r.last_error.clone(),
+            }),
+            reachable: self.mesh.reachable(),
+            public_addresses: self.own_addrs.clone(),
+            tunnels,
+            babel_interfaces: self
+                .lans
+                .iter()
+                .map(|l| status::BabelInterface {
+                    interface: l.name.clone(),
+                    address: l.local,
+                    nodes: self.lan_nodes(l.index).collect(),
+                })
+                .collect(),
+            lan_interfaces: self
+                .lan_interfaces
+                .iter()
+                .map(|l| status::LanInterface {
+                    interface: l.name.clone(),
+                    prefix: l.prefix,
+                    ra: l.ra,
+                })
+                .collect(),
+            router_id: self.engine.router_id().0,
+            neighbours: self
+                .engine
+                .neighbours(t)
+                .map(|n| status::Neighbour {
+                    tunnel: self.tunnel_of.get(&n.link).copied(),
+                    interface: lan_name(n.link),
+                    address: n.address,
+                    reach: n.reach,
+                    rxcost: n.rxcost,
+                    txcost: n.txcost,
+                    cost: n.cost,
+                    rtt_ms: rtt_ms(n.rtt_us),
+                })
+                .collect(),
+            routes: self
+                .engine
+                .routes()
+                .filter(|r| r.installed)
+                .map(|r| status::Route {
+                    prefix: net_of(&r.prefix),
+                    from: net_of(&r.src_prefix),
+                    metric: r.metric,
+                    tunnel: self.tunnel_of.get(&r.link).copied(),
+                    interface: lan_name(r.link),
+                    next_hop: r.next_hop,
+                    router_id: r.router_id.0,
+                })
+                .collect(),
+            babel: status::BabelCounts {
+                routes: self.engine.routes().count(),
+                max_routes: self.config.max_routes,
+                table_full: st.table_full,
+                origins_rejected: st.origins_rejected,
+                mac_rejected: st.mac_rejected,
+                replays_rejected: st.replays_rejected,
+            },
+            peer_cache: self.cache.len(),
+            dropped_packets: self.dropped,
+        }
     }
 
     /// The LAN interface of Babel link `link`, if it is one.
     fn lan_of(&self, link: LinkId) -> Option<&Lan> {
         self.lans.iter().find(|l| l.link == link)
-    }
-
-    /// JSON name of the LAN interface of Babel link `link`, or null.
-    fn lan_name(&self, link: LinkId) -> String {
-        self.lan_of(link)
-            .map_or_else(|| "null".into(), |l| json::string(&l.name))
     }
 
     /// Nodes proven on LAN interface `index`: link-local address, subnet.
@@ -1737,283 +1812,6 @@ impl Node {
                 (addr, subnet)
             })
     }
-
-    fn status_json(&self) -> String {
-        let t = now();
-        let tunnels = self.tunnel_rows(t).into_iter().map(|r| {
-            Object::new()
-                .num("id", r.id)
-                .raw(
-                    "peer",
-                    r.peer
-                        .as_deref()
-                        .map_or_else(|| "null".into(), json::string),
-                )
-                .str("address", &r.addr.to_string())
-                .str(
-                    "direction",
-                    if r.dir == Dir::Client {
-                        "client"
-                    } else {
-                        "server"
-                    },
-                )
-                .str("state", state_name(r.state))
-                .num("age_s", r.age_s)
-                .opt_num("rtt_ms", r.rtt_us.map(|u| f64::from(u) / 1000.0))
-                .opt_num("loss", r.loss)
-                .opt_num("cost", r.cost)
-                .num("rx_packets", r.counters.rx_packets)
-                .num("rx_bytes", r.counters.rx_bytes)
-                .num("tx_packets", r.counters.tx_packets)
-                .num("tx_bytes", r.counters.tx_bytes)
-                .finish()
-        });
-        let neighbours = self.engine.neighbours(t).map(|n| {
-            Object::new()
-                .opt_num("tunnel", self.tunnel_of.get(&n.link))
-                .raw("interface", self.lan_name(n.link))
-                .str("address", &n.address.to_string())
-                .str("reach", &format!("{:04x}", n.reach))
-                .num("rxcost", n.rxcost)
-                .num("txcost", n.txcost)
-                .num("cost", n.cost)
-                .opt_num("rtt_ms", n.rtt_us.map(|u| f64::from(u) / 1000.0))
-                .finish()
-        });
-        let routes = self.engine.routes().filter(|r| r.installed).map(|r| {
-            Object::new()
-                .str("prefix", &net_of(&r.prefix).to_string())
-                .str("from", &net_of(&r.src_prefix).to_string())
-                .num("metric", r.metric)
-                .opt_num("tunnel", self.tunnel_of.get(&r.link))
-                .raw("interface", self.lan_name(r.link))
-                .str("next_hop", &r.next_hop.to_string())
-                .str("router_id", &hex(&r.router_id.0))
-                .finish()
-        });
-        let babel_lans = || {
-            self.lans.iter().map(|l| {
-                let nodes = self.lan_nodes(l.index).map(|(addr, subnet)| {
-                    Object::new()
-                        .str("address", &addr.to_string())
-                        .str("prefix", &subnet)
-                        .finish()
-                });
-                Object::new()
-                    .str("interface", &l.name)
-                    .str("address", &l.local.to_string())
-                    .raw("nodes", json::array(nodes))
-                    .finish()
-            })
-        };
-        let lan_interfaces = self.lan_interfaces.iter().map(|l| {
-            Object::new()
-                .str("interface", &l.name)
-                .str("prefix", &l.prefix.to_string())
-                .str("address", &l.prefix.host(1).to_string())
-                .bool("ra", l.ra)
-                .finish()
-        });
-        let registry = match &self.registry {
-            Some(r) => Object::new()
-                .str("url", &r.url)
-                .opt_num("last_ok_s", r.last_ok.map(|o| t.millis_since(o) / 1000))
-                .raw(
-                    "last_error",
-                    r.last_error
-                        .as_deref()
-                        .map_or_else(|| "null".into(), json::string),
-                )
-                .finish(),
-            None => "null".into(),
-        };
-        Object::new()
-            .str("version", env!("CARGO_PKG_VERSION"))
-            .str("prefix", &self.subnet.to_string())
-            .str("address", &self.address.to_string())
-            .str("network", &self.network.to_string())
-            .num("uptime_s", t.millis_since(self.started) / 1000)
-            .opt_num("network_config_version", self.netconf_version)
-            .raw("registry", registry)
-            .bool("reachable", self.mesh.reachable())
-            .raw(
-                "public_addresses",
-                json::array(self.own_addrs.iter().map(|a| json::string(&a.to_string()))),
-            )
-            .raw("tunnels", json::array(tunnels))
-            // `lan` predates the `lan` option: kept, with the same content as
-            // `babel_interfaces`.
-            .raw("lan", json::array(babel_lans()))
-            .raw("babel_interfaces", json::array(babel_lans()))
-            .raw("lan_interfaces", json::array(lan_interfaces))
-            .raw(
-                "babel",
-                Object::new()
-                    .str("router_id", &hex(&self.engine.router_id().0))
-                    .raw("neighbours", json::array(neighbours))
-                    .raw("routes", json::array(routes))
-                    .raw("stats", self.babel_stats_json())
-                    .finish(),
-            )
-            .raw(
-                "peer_cache",
-                Object::new().num("size", self.cache.len()).finish(),
-            )
-            .num("dropped_packets", self.dropped)
-            .finish()
-    }
-
-    /// Babel's table use and refusals: what a flood or a dishonest member
-    /// leaves as a trace.
-    fn babel_stats_json(&self) -> String {
-        let st = self.engine.stats();
-        Object::new()
-            .num("routes", self.engine.routes().count())
-            .num("max_routes", self.config.max_routes)
-            .num("table_full", st.table_full)
-            .num("origins_rejected", st.origins_rejected)
-            .num("mac_rejected", st.mac_rejected)
-            .num("replays_rejected", st.replays_rejected)
-            .finish()
-    }
-
-    fn status_text(&self) -> String {
-        use std::fmt::Write;
-        let t = now();
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "node      {} ({}) in {}",
-            self.subnet, self.address, self.network
-        );
-        let _ = writeln!(
-            s,
-            "uptime    {} s, network config version {}",
-            t.millis_since(self.started) / 1000,
-            self.netconf_version
-                .map_or_else(|| "none".into(), |v| v.to_string())
-        );
-        match &self.registry {
-            Some(r) => {
-                let _ = writeln!(
-                    s,
-                    "registry  {} (last answer {})",
-                    r.url,
-                    r.last_ok.map_or_else(
-                        || "never".into(),
-                        |o| format!("{} s ago", t.millis_since(o) / 1000)
-                    )
-                );
-            }
-            None => s += "registry  none configured\n",
-        }
-        let addrs: Vec<String> = self.own_addrs.iter().map(|a| a.to_string()).collect();
-        let _ = writeln!(
-            s,
-            "public    {} (reachable from outside: {})",
-            if addrs.is_empty() {
-                "unknown".into()
-            } else {
-                addrs.join(", ")
-            },
-            if self.mesh.reachable() {
-                "yes"
-            } else {
-                "not yet"
-            }
-        );
-        let st = self.engine.stats();
-        let _ = writeln!(
-            s,
-            "peers     {} cached, {} packets dropped",
-            self.cache.len(),
-            self.dropped
-        );
-        let _ = writeln!(
-            s,
-            "babel     {} of {} routes, {} refused (table full), {} refused (origin)\n",
-            self.engine.routes().count(),
-            self.config.max_routes,
-            st.table_full,
-            st.origins_rejected
-        );
-        let _ = writeln!(
-            s,
-            "{:>3} {:<28} {:<22} {:<6} {:<10} {:>6} {:>8} {:>5} {:>12} {:>12}",
-            "id",
-            "peer",
-            "address",
-            "dir",
-            "state",
-            "age",
-            "rtt ms",
-            "loss",
-            "rx bytes",
-            "tx bytes"
-        );
-        for r in self.tunnel_rows(t) {
-            let _ = writeln!(
-                s,
-                "{:>3} {:<28} {:<22} {:<6} {:<10} {:>6} {:>8} {:>5} {:>12} {:>12}",
-                r.id,
-                r.peer.unwrap_or_else(|| "?".into()),
-                r.addr.to_string(),
-                if r.dir == Dir::Client {
-                    "client"
-                } else {
-                    "server"
-                },
-                state_name(r.state),
-                r.age_s,
-                r.rtt_us
-                    .map_or_else(|| "-".into(), |u| format!("{:.1}", f64::from(u) / 1000.0)),
-                r.loss
-                    .map_or_else(|| "-".into(), |l| format!("{:.0}%", l * 100.0)),
-                r.counters.rx_bytes,
-                r.counters.tx_bytes
-            );
-        }
-        for l in &self.lans {
-            let _ = writeln!(s, "\nLAN {} ({}): nodes proven by beacon", l.name, l.local);
-            for (addr, subnet) in self.lan_nodes(l.index) {
-                let _ = writeln!(s, "  lan {:<12} {:<28} {subnet}", l.name, addr.to_string());
-            }
-        }
-        let _ = writeln!(
-            s,
-            "\n{:<28} {:<16} {:>6} {:>6}",
-            "route", "from", "metric", "via"
-        );
-        for r in self.engine.routes().filter(|r| r.installed) {
-            let _ = writeln!(
-                s,
-                "{:<28} {:<16} {:>6} {:>6}",
-                net_of(&r.prefix).to_string(),
-                net_of(&r.src_prefix).to_string(),
-                r.metric,
-                match (self.tunnel_of.get(&r.link), self.lan_of(r.link)) {
-                    (Some(t), _) => t.to_string(),
-                    (None, Some(l)) => l.name.clone(),
-                    _ => "-".into(),
-                }
-            );
-        }
-        s
-    }
-}
-
-struct TunnelRow {
-    id: TunnelId,
-    peer: Option<String>,
-    addr: SocketAddr,
-    dir: Dir,
-    state: MeshState,
-    age_s: u64,
-    rtt_us: Option<u32>,
-    loss: Option<f64>,
-    cost: Option<u16>,
-    counters: Counters,
 }
 
 fn state_name(s: MeshState) -> &'static str {
@@ -2023,8 +1821,4 @@ fn state_name(s: MeshState) -> &'static str {
         MeshState::Draining => "draining",
         MeshState::Closing => "closing",
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -3,3 +3,4 @@
 //! the rest of `driver/run.rs` here).
 
 pub mod settings;
+pub mod status;
