@@ -27,6 +27,8 @@ pub struct Node {
     pub dev: String,
     /// Extra `-o NAME=VALUE` options of `re6st-lite run`.
     pub options: Vec<String>,
+    /// Run with the wall clock this far from ours (libfaketime, `+340d`).
+    pub clock: Option<String>,
 }
 
 /// A host on a LAN behind a node: its own namespace joined to the node's
@@ -133,6 +135,7 @@ impl Mesh {
             log: self.tmp.path().join(format!("n{i}.log")),
             dev,
             options: Vec::new(),
+            clock: None,
         });
         i
     }
@@ -187,8 +190,25 @@ impl Mesh {
             args.push("-o".into());
             args.push(o.clone());
         }
+        let bin = node_bin().to_string_lossy().into_owned();
+        let (program, args) = match &n.clock {
+            // The monotonic clock stays real: only dates move.
+            // `env` execs the node itself, so signals reach it (the
+            // `faketime` wrapper would stand in between).
+            Some(offset) => {
+                let mut a = vec![
+                    format!("LD_PRELOAD={}", crate::registry::libfaketime()),
+                    format!("FAKETIME={offset}"),
+                    "FAKETIME_DONT_FAKE_MONOTONIC=1".to_string(),
+                    bin,
+                ];
+                a.extend(args);
+                ("env".to_string(), a)
+            }
+            None => (bin, args),
+        };
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        n.proc = Some(n.ns.spawn(node_bin(), &args, &n.log));
+        n.proc = Some(n.ns.spawn(&program, &args, &n.log));
     }
 
     /// SIGKILL node `i`: no goodbye to its peers.

@@ -62,6 +62,21 @@ pub fn register_anonymous(url: &str, dir: &Path) {
     assert_eq!(run.code, 0, "register: {}", run.output());
 }
 
+/// libfaketime (Debian's `faketime` package, which tests/setup.sh installs):
+/// a program run with it in LD_PRELOAD and `FAKETIME=+340d` sees the wall
+/// clock that far ahead.
+pub fn libfaketime() -> String {
+    let found = std::fs::read_dir("/usr/lib").ok().and_then(|dirs| {
+        dirs.flatten()
+            .map(|d| d.path().join("faketime/libfaketime.so.1"))
+            .find(|p| p.exists())
+    });
+    found
+        .expect("libfaketime.so.1 under /usr/lib/*/faketime (apt install faketime)")
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// The identity a registered state directory holds; panics if none.
 pub fn identity(dir: &Path) -> registry_client::state::Identity {
     match registry_client::state::StateDir::new(dir)
@@ -199,6 +214,8 @@ pub struct Registry {
     pub dir: TempDir,
     pub ca: Ca,
     opts: Options,
+    /// A libfaketime offset the registry runs with (`+340d`).
+    clock: Option<String>,
 }
 
 impl Registry {
@@ -220,6 +237,7 @@ impl Registry {
             dir,
             ca,
             opts,
+            clock: None,
         };
         r.launch(None);
         r
@@ -230,7 +248,13 @@ impl Registry {
         for _ in 0..5 {
             let port = port.unwrap_or_else(free_port);
             let d = self.dir.path();
-            let mut cmd = Command::new(venv.join("bin/re6st-registry"));
+            let registry = venv.join("bin/re6st-registry");
+            let mut cmd = Command::new(&registry);
+            if let Some(offset) = &self.clock {
+                cmd.env("LD_PRELOAD", libfaketime())
+                    .env("FAKETIME", offset)
+                    .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+            }
             cmd.arg("--port")
                 .arg(port.to_string())
                 .args(["-4", "127.0.0.1", "-6", ""])
@@ -303,6 +327,13 @@ impl Registry {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Restart with its wall clock `offset` from ours (libfaketime syntax,
+    /// `+340d`): what a registry sees months after the nodes registered.
+    pub fn restart_at(&mut self, offset: &str) {
+        self.clock = Some(offset.to_owned());
+        self.restart();
     }
 
     /// Stop and start again on the same port and database.

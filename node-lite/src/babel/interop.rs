@@ -440,20 +440,27 @@ fn tail(s: &str) -> &str {
 
 const KEY: &str = "000102030405060708090a0b0c0d0e0f";
 
+/// babeld at the far end of the veth, signing with [`KEY`] (BLAKE2s).
+fn start_keyed_babeld(tag: &str) -> Netns {
+    start_babeld(
+        tag,
+        &format!("key id k1 type blake2s128 value {KEY}\ninterface vi1 hello-interval 1 key k1"),
+    )
+    .unwrap()
+}
+
+fn shared_key() -> MacKey {
+    MacKey::new(MacAlgorithm::Blake2s128, &crate::selftest::hex(KEY)).unwrap()
+}
+
 #[test]
 fn blake2s_mac_with_babeld_same_key_works_and_wrong_key_is_rejected() {
     if !usable() {
         return;
     }
     in_new_netns(|| {
-        let babeld = start_babeld(
-            "mac",
-            &format!(
-                "key id k1 type blake2s128 value {KEY}\ninterface vi1 hello-interval 1 key k1"
-            ),
-        )
-        .unwrap();
-        let key = MacKey::new(MacAlgorithm::Blake2s128, &crate::selftest::hex(KEY)).unwrap();
+        let babeld = start_keyed_babeld("mac");
+        let key = shared_key();
         let mut d = Driver::new(Some(key), LinkKind::Wired, &["vi0"], 1000).unwrap();
         let ok = d.run_until(Duration::from_secs(25), |d| {
             d.route("2001:db8:2::/48").is_some()
@@ -473,13 +480,7 @@ fn blake2s_mac_with_babeld_same_key_works_and_wrong_key_is_rejected() {
         );
     });
     in_new_netns(|| {
-        let babeld = start_babeld(
-            "badmac",
-            &format!(
-                "key id k1 type blake2s128 value {KEY}\ninterface vi1 hello-interval 1 key k1"
-            ),
-        )
-        .unwrap();
+        let babeld = start_keyed_babeld("badmac");
         let wrong = MacKey::new(MacAlgorithm::Blake2s128, &[0x55; 16]).unwrap();
         let mut d = Driver::new(Some(wrong), LinkKind::Wired, &["vi0"], 1000).unwrap();
         d.run_until(Duration::from_secs(8), |_| false);
@@ -499,14 +500,8 @@ fn a_thousand_routes_reach_babeld_with_mac() {
         return;
     }
     in_new_netns(|| {
-        let babeld = start_babeld(
-            "many",
-            &format!(
-                "key id k1 type blake2s128 value {KEY}\ninterface vi1 hello-interval 1 key k1"
-            ),
-        )
-        .unwrap();
-        let key = MacKey::new(MacAlgorithm::Blake2s128, &crate::selftest::hex(KEY)).unwrap();
+        let babeld = start_keyed_babeld("many");
+        let key = shared_key();
         let mut d = Driver::new(Some(key), LinkKind::Wired, &["vi0"], 1000).unwrap();
         let now = d.now();
         for i in 0..1002u16 {

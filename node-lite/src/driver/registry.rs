@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::mpsc as std_mpsc;
 
+use registry_client::cert::Certificate;
 use registry_client::http::{HttpTransport, Timeouts};
 use registry_client::netconfig::NetworkConfig;
 use registry_client::state::Identity;
@@ -24,6 +25,9 @@ pub(super) enum RegistryResult {
     Bootstrap(Option<(Prefix, Vec<SocketAddr>)>),
     /// The verified config and its raw bytes (to store).
     NetworkConfig(Box<NetworkConfig>, Vec<u8>),
+    /// The certificate the registry gave back (verified: issued by the CA,
+    /// for our key and prefix): a renewed one, or the same.
+    Certificate(Box<Certificate>),
     Failed(&'static str, String),
 }
 
@@ -92,6 +96,10 @@ fn worker(
             Ok(s) => match job {
                 Job::NetworkConfig => netconfig_job(s),
                 Job::Bootstrap => bootstrap_job(s),
+                Job::Renew => match s.renew_certificate(super::clock::unix_now()) {
+                    Ok(c) => RegistryResult::Certificate(Box::new(c)),
+                    Err(e) => RegistryResult::Failed("certificate renewal", e.to_string()),
+                },
             },
             Err(e) => RegistryResult::Failed("registry", e.clone()),
         };

@@ -17,6 +17,8 @@ pub enum Job {
     NetworkConfig,
     /// A bootstrap peer.
     Bootstrap,
+    /// A renewed certificate.
+    Renew,
 }
 
 impl Job {
@@ -24,6 +26,7 @@ impl Job {
         match self {
             Job::NetworkConfig => 0,
             Job::Bootstrap => 1,
+            Job::Renew => 2,
         }
     }
 }
@@ -31,8 +34,8 @@ impl Job {
 /// Per kind: running, and asked for again meanwhile.
 #[derive(Debug, Default)]
 pub struct Jobs {
-    running: [bool; 2],
-    again: [bool; 2],
+    running: [bool; 3],
+    again: [bool; 3],
 }
 
 impl Jobs {

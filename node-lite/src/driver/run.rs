@@ -19,8 +19,8 @@ use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket as StdUdpSocket};
 use std::time::Duration;
 
 use log::{debug, info, warn};
-use registry_client::cert::Certificate;
-use registry_client::state::{Loaded, StateDir, NETCONFIG_FILE};
+use registry_client::cert::{self, Certificate};
+use registry_client::state::{Identity, Loaded, StateDir, CERT_FILE, NETCONFIG_FILE};
 use registry_client::{Prefix, Subnet};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -50,6 +50,7 @@ use crate::mesh::ctl;
 use crate::mesh::manager::{Action as MeshAction, Dir, Manager, State as MeshState};
 use crate::mesh::version::{Heard, Versions};
 use crate::net::Ipv6Net;
+use crate::node::renewal::Renewal;
 use crate::node::settings::settings;
 use crate::node::status::{self, Status};
 use crate::offload::{self, Coalescer, VnetHdr, VNET_HDR_LEN};
@@ -208,6 +209,9 @@ struct Node {
     versions: Versions,
     /// Signs the network version.
     ca: Certificate,
+    /// Our certificate and key (a renewal replaces the certificate).
+    id: Identity,
+    renewal: Renewal,
     started: Instant,
     /// ICMPv6 errors we may send (RFC 4443 §2.4 (f)).
     icmp_budget: TokenBucket,
@@ -470,6 +474,8 @@ async fn run(config: Config) -> Result<(), Failure> {
             config.registry.is_some(),
         ),
         ca: id.ca.clone(),
+        renewal: Renewal::new(id.cert.not_after()),
+        id: (*id).clone(),
         started: t0,
         icmp_budget: TokenBucket::new(ICMP_ERRORS_PER_SEC, ICMP_ERRORS_BURST, t0),
         dropped: 0,
@@ -797,6 +803,17 @@ impl Node {
         if self.repair_at.is_some_and(|at| t >= at) {
             self.repair();
         }
+        if let Some(r) = self
+            .registry
+            .as_mut()
+            .filter(|_| self.renewal.poll(t, unix_now()))
+        {
+            info!(
+                "certificate valid until {}: asking the registry to renew it",
+                cert::utc_string(self.renewal.not_after())
+            );
+            r.request(Job::Renew);
+        }
         if t >= self.mesh.poll_timeout() {
             let routes = self.routed_nodes();
             let actions = self.mesh.tick(t, &routes, &self.cache);
@@ -1063,16 +1080,59 @@ impl Node {
                 self.mesh.set_policy(set.policy);
                 self.link_template = set.link;
             }
+            RegistryResult::Certificate(c) => {
+                reg.last_ok = Some(t);
+                self.on_certificate(&c);
+            }
             RegistryResult::Failed(what, e) => {
                 match job {
                     Job::NetworkConfig => {
                         self.versions.fetched(t, None);
                     }
                     Job::Bootstrap => self.mesh.bootstrapped(false),
+                    Job::Renew => self.renewal.failed(format!("{what}: {e}")),
                 }
                 warn!("registry: {what}: {e}");
                 reg.last_error = Some(format!("{what}: {e}"));
             }
+        }
+    }
+
+    /// The registry answered a renewal: a new certificate is stored and used
+    /// for the next handshakes and beacons at once, without a restart.
+    fn on_certificate(&mut self, c: &Certificate) {
+        self.renewal.answered(c.not_after());
+        if c.der() == self.id.cert.der() {
+            info!(
+                "certificate unchanged by the registry: valid until {}",
+                cert::utc_string(c.not_after())
+            );
+            return;
+        }
+        if let Err(e) = self
+            .state
+            .write_atomic(CERT_FILE, c.to_pem().as_bytes(), 0o644)
+        {
+            warn!("storing the renewed certificate: {e}");
+        }
+        match TunnelIdentity::new(c.der().to_vec(), &self.id.key, tunnel::os_seed()) {
+            Ok(identity) => {
+                self.beacon = Beacon {
+                    port: self.port,
+                    static_pub: *identity.static_public(),
+                    cert: identity.cert_der(),
+                    signature: identity.signature(),
+                }
+                .encode();
+                self.endpoint.set_identity(identity);
+                self.id.cert = c.clone();
+                info!(
+                    "certificate renewed: serial {}, valid until {}",
+                    c.serial_u64().unwrap_or_default(),
+                    cert::utc_string(c.not_after())
+                );
+            }
+            Err(e) => warn!("renewed certificate unusable: {e}"),
         }
     }
 
@@ -1732,6 +1792,11 @@ impl Node {
                 last_ok_s: r.last_ok.map(|o| t.millis_since(o) / 1000),
                 last_error: r.last_error.clone(),
             }),
+            certificate: status::CertificateStatus {
+                not_after: self.renewal.not_after(),
+                renew_from: self.renewal.renew_from(),
+                renewal_error: self.renewal.last_error().map(str::to_owned),
+            },
             reachable: self.mesh.reachable(),
             public_addresses: self.own_addrs.clone(),
             tunnels,

@@ -2,5 +2,6 @@
 //! manager together, apart from the driver that moves bytes (issue 13 moves
 //! the rest of `driver/run.rs` here).
 
+pub mod renewal;
 pub mod settings;
 pub mod status;

@@ -4,6 +4,8 @@
 use std::fmt::Write;
 use std::net::{Ipv6Addr, SocketAddr};
 
+use registry_client::cert::utc_string;
+
 use crate::json::{self, Object};
 use crate::net::Ipv6Net;
 
@@ -15,6 +17,7 @@ pub struct Status {
     pub uptime_s: u64,
     pub network_config_version: Option<u64>,
     pub registry: Option<Registry>,
+    pub certificate: CertificateStatus,
     /// Someone connected to us.
     pub reachable: bool,
     pub public_addresses: Vec<SocketAddr>,
@@ -35,6 +38,16 @@ pub struct Registry {
     pub url: String,
     pub last_ok_s: Option<u64>,
     pub last_error: Option<String>,
+}
+
+/// Our certificate's validity and its renewal.
+#[derive(Clone, Debug, Default)]
+pub struct CertificateStatus {
+    /// Unix seconds.
+    pub not_after: u64,
+    pub renew_from: u64,
+    /// Why the last renewal attempt failed, until one succeeds.
+    pub renewal_error: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -210,6 +223,18 @@ impl Status {
             .num("uptime_s", self.uptime_s)
             .opt_num("network_config_version", self.network_config_version)
             .raw("registry", registry)
+            .raw(
+                "certificate",
+                Object::new()
+                    .str("expires", &utc_string(self.certificate.not_after))
+                    .str("renew_from", &utc_string(self.certificate.renew_from))
+                    .num("not_after", self.certificate.not_after)
+                    .raw(
+                        "renewal_error",
+                        opt_string(self.certificate.renewal_error.as_deref()),
+                    )
+                    .finish(),
+            )
             .bool("reachable", self.reachable)
             .raw(
                 "public_addresses",
@@ -269,6 +294,16 @@ impl Status {
             }
             None => s += "registry  none configured\n",
         }
+        let c = &self.certificate;
+        let _ = writeln!(
+            s,
+            "cert      valid until {}, renewal from {}{}",
+            utc_string(c.not_after),
+            utc_string(c.renew_from),
+            c.renewal_error
+                .as_ref()
+                .map_or_else(String::new, |e| format!(" (last try: {e})"))
+        );
         let addrs: Vec<String> = self
             .public_addresses
             .iter()
@@ -384,6 +419,11 @@ mod tests {
                 last_ok_s: Some(12),
                 last_error: Some("bootstrap peer: \"timed out\"".into()),
             }),
+            certificate: CertificateStatus {
+                not_after: 1_830_000_000,
+                renew_from: 1_827_408_000,
+                renewal_error: None,
+            },
             reachable: true,
             public_addresses: vec!["198.51.100.2:1194".parse().unwrap()],
             tunnels: vec![Tunnel {
@@ -450,6 +490,8 @@ mod tests {
             r#""uptime_s":75"#,
             r#""network_config_version":3"#,
             r#""registry":{"url":"http://192.0.2.9/","last_ok_s":12,"last_error":"bootstrap peer: \"timed out\""}"#,
+            r#""certificate":{"expires":"#,
+            r#""not_after":1830000000,"renewal_error":null}"#,
             r#""reachable":true"#,
             r#""public_addresses":["198.51.100.2:1194"]"#,
             r#""direction":"client","state":"up","age_s":70,"rtt_ms":0.5,"loss":0,"cost":96"#,

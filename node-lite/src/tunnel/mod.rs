@@ -686,6 +686,12 @@ impl<A: Authority> Endpoint<A> {
         }
     }
 
+    /// A new identity (a renewed certificate): new handshakes use it, the
+    /// sessions already up carry on.
+    pub fn set_identity(&mut self, identity: Identity) {
+        self.identity = identity;
+    }
+
     /// New settings (a network config update): limits and timers apply from
     /// now on, to the tunnels already up too. The rate limiters keep their
     /// state and rates.
