@@ -27,8 +27,18 @@ pub struct Node {
     pub dev: String,
     /// Extra `-o NAME=VALUE` options of `re6st-lite run`.
     pub options: Vec<String>,
-    /// Run with the wall clock this far from ours (libfaketime, `+340d`).
-    pub clock: Option<String>,
+    /// Run with another wall clock than ours (libfaketime).
+    pub clock: Option<Clock>,
+}
+
+/// A node's wall clock, through libfaketime; the monotonic clock stays real.
+#[derive(Clone, Debug)]
+pub enum Clock {
+    /// This far from ours (`+340d`).
+    Offset(String),
+    /// The offset written in this file, re-read every second: a test steps
+    /// the clock by writing it (`-9000d`, then `+0`), as NTP would.
+    File(PathBuf),
 }
 
 /// A host on a LAN behind a node: its own namespace joined to the node's
@@ -195,13 +205,19 @@ impl Mesh {
             // The monotonic clock stays real: only dates move.
             // `env` execs the node itself, so signals reach it (the
             // `faketime` wrapper would stand in between).
-            Some(offset) => {
+            Some(clock) => {
                 let mut a = vec![
                     format!("LD_PRELOAD={}", crate::registry::libfaketime()),
-                    format!("FAKETIME={offset}"),
                     "FAKETIME_DONT_FAKE_MONOTONIC=1".to_string(),
-                    bin,
                 ];
+                match clock {
+                    Clock::Offset(o) => a.push(format!("FAKETIME={o}")),
+                    Clock::File(f) => a.extend([
+                        format!("FAKETIME_TIMESTAMP_FILE={}", f.display()),
+                        "FAKETIME_CACHE_DURATION=1".to_string(),
+                    ]),
+                }
+                a.push(bin);
                 a.extend(args);
                 ("env".to_string(), a)
             }

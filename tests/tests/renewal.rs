@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use re6st_integration::mesh::Mesh;
+use re6st_integration::mesh::{Clock, Mesh};
 use re6st_integration::netns::wait_until;
 use re6st_integration::registry::{identity, Options};
 
@@ -25,7 +25,7 @@ fn a_running_node_renews_its_certificate_before_it_expires() {
     let _forwards = m.registry_in_every_node();
     m.registry.restart_at(AHEAD);
     for n in &mut m.nodes {
-        n.clock = Some(AHEAD.into());
+        n.clock = Some(Clock::Offset(AHEAD.into()));
     }
     let start = Instant::now();
     m.spawn_all();
