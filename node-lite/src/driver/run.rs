@@ -50,6 +50,7 @@ use crate::mesh::ctl;
 use crate::mesh::manager::{Action as MeshAction, Dir, Manager, State as MeshState};
 use crate::mesh::version::{Heard, Versions};
 use crate::net::Ipv6Net;
+use crate::node::netconf::Refresh;
 use crate::node::renewal::Renewal;
 use crate::node::settings::settings;
 use crate::node::status::{self, Status};
@@ -126,8 +127,6 @@ const ICMP_ERRORS_BURST: u32 = 32;
 /// Kernel changes come in bursts (a device cycled removes every route):
 /// the set-up is restored once, this long after the first.
 const REPAIR_DELAY_MS: u64 = 200;
-/// Network config re-check period (re6st's NETCONF_CHECK).
-const NETCONF_CHECK_MS: u64 = 3_600_000;
 /// The peer cache is written at most this often (and at exit).
 const CACHE_SAVE_MS: u64 = 60_000;
 /// Babel's port and group ([RFC 8966 §5]).
@@ -204,7 +203,7 @@ struct Node {
     asked: HashMap<Ipv6Addr, Prefix>,
     registry: Option<RegistryLink>,
     netconf_version: Option<u64>,
-    netconf_check: Instant,
+    netconf_refresh: Refresh,
     /// The network version peers tell us and we tell them.
     versions: Versions,
     /// Signs the network version.
@@ -468,7 +467,7 @@ async fn run(config: Config) -> Result<(), Failure> {
         netconf_version: netconf.as_ref().map(|n| n.version.number),
         // At start when the registry is there: revocations since our last
         // run apply at once.
-        netconf_check: t0,
+        netconf_refresh: Refresh::new(t0, netconf.as_ref().and_then(|n| n.valid_until)),
         versions: Versions::new(
             netconf.as_ref().map(|n| &n.version),
             config.registry.is_some(),
@@ -544,7 +543,7 @@ async fn run(config: Config) -> Result<(), Failure> {
             () = &mut sleep => armed = None,
             _ = hup.recv() => {
                 info!("SIGHUP: checking the network config");
-                node.netconf_check = now();
+                node.netconf_refresh.soon(now());
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -736,7 +735,7 @@ impl Node {
             t = t.min(x);
         }
         if self.registry.is_some() {
-            t = t.min(self.netconf_check);
+            t = t.min(self.netconf_refresh.poll_timeout());
             if let Some(v) = self.versions.poll_timeout() {
                 t = t.min(v);
             }
@@ -821,8 +820,7 @@ impl Node {
                 self.on_mesh_action(t, a, out).await;
             }
         }
-        if t >= self.netconf_check {
-            self.netconf_check = t.add_millis(NETCONF_CHECK_MS);
+        if self.netconf_refresh.poll(t, unix_now()) {
             if let Some(r) = &mut self.registry {
                 r.request(Job::NetworkConfig);
             }
@@ -1069,6 +1067,7 @@ impl Node {
                     debug!("network config version {}: unchanged", c.version.number);
                 }
                 self.netconf_version = Some(c.version.number);
+                self.netconf_refresh.applied(c.valid_until, unix_now());
                 // A newer one than peers told: flush tells them.
                 self.versions.fetched(t, Some(&c.version));
                 // Revoked peers' tunnels close now; parameters apply to what

@@ -2,6 +2,7 @@
 //! manager together, apart from the driver that moves bytes (issue 13 moves
 //! the rest of `driver/run.rs` here).
 
+pub mod netconf;
 pub mod renewal;
 pub mod settings;
 pub mod status;
