@@ -29,7 +29,7 @@ or not, the node's prefix (IPv6 CIDR), address, network and certificate dates.
 The directory is the config's state_dir unless -d is given.
 Output: key=value lines a shell can eval, or a JSON object (--json).
 
-Keys: state_dir, registered (1/0), state (registered, expired, none, broken),
+Keys: state_dir, registered (1/0: a certificate valid now), state (registered, expired, none, broken),
 error (broken only), prefix, address, network, cn, not_before, not_after (Unix
 seconds), expires (UTC), renew_from (UTC), expired (1/0).";
 
@@ -118,7 +118,9 @@ fn examine(dir: &StateDir, now: u64) -> Result<Info, Failure> {
         }
         Loaded::Registered { id, expired } => {
             let (net, net_len) = (id.subnet.network.to_ipv6(), id.subnet.network.len());
-            info.flag("registered", true);
+            // An expired certificate is not a registration peers accept; the
+            // node renews it (`run` at once, or `register --renew`).
+            info.flag("registered", !expired);
             info.text("state", if expired { "expired" } else { "registered" });
             info.text("prefix", id.subnet.to_string());
             info.text("address", id.subnet.address().to_string());
@@ -253,7 +255,7 @@ mod tests {
 
         let later = examine(&dir, not_after + 1).unwrap();
         assert_eq!(get(&later, "state"), text("expired").as_ref());
-        assert_eq!(get(&later, "registered"), Some(&Value::Flag(true)));
+        assert_eq!(get(&later, "registered"), Some(&Value::Flag(false)));
         assert_eq!(get(&later, "expired"), Some(&Value::Flag(true)));
         std::fs::remove_dir_all(d).unwrap();
     }

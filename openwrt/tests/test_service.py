@@ -222,6 +222,16 @@ class InitScript(unittest.TestCase):
         self.assertEqual(calls.triggers, [["re6st"]])
         self.assertIn(["info", "-c", "/etc/config/re6st"], calls.of("re6st-lite"))
 
+    def test_expired_certificate_starts_the_node_which_renews_it(self):
+        expired = REGISTERED.replace("registered=1\nstate=registered", "registered=0\nstate=expired")
+        r = self.root(info=expired)
+        calls = r.sh("/etc/init.d/re6st start")
+        self.assertEqual(list(calls.instances), ["node"])
+        self.assertTrue(calls.logged("the node renews it"))
+        # The register instance, had it been running, hands over to the node.
+        calls = r.sh("/etc/init.d/re6st register")
+        self.assertNotIn("register", [c[0] for c in calls.of("re6st-lite")])
+
     def test_bigger_board_and_options_set_in_the_config(self):
         r = self.root(config="config node 'node'\n\toption max_tunnels '10'\n",
                       target="ramips/mt7621")
