@@ -42,7 +42,6 @@ use crate::babel::{
 };
 use crate::config::Config;
 use crate::failure::Failure;
-use crate::fib::Fib;
 use crate::ip::{self, Header, Udp};
 use crate::mesh::beacon::{Beacon, Discovery, Verdict};
 use crate::mesh::cache::PeerCache;
@@ -52,6 +51,7 @@ use crate::mesh::version::{Heard, Versions};
 use crate::net::Ipv6Net;
 use crate::node::netconf::Refresh;
 use crate::node::renewal::Renewal;
+use crate::node::routing::{Dev, Link as RouteLink, Routing};
 use crate::node::settings::settings;
 use crate::node::status::{self, Status};
 use crate::offload::{self, Coalescer, VnetHdr, VNET_HDR_LEN};
@@ -149,7 +149,8 @@ struct Node {
     endpoint: Endpoint<CaAuthority>,
     engine: Engine,
     mesh: Manager,
-    fib: Fib<TunnelId>,
+    /// Babel's routes as forwarding decisions (the data path's table).
+    routing: Routing,
     peers: HashMap<TunnelId, Peer>,
     tunnel_of: HashMap<LinkId, TunnelId>,
     /// Template for new tunnel links (hello interval, RTT parameters).
@@ -427,7 +428,7 @@ async fn run(config: Config) -> Result<(), Failure> {
         endpoint,
         engine,
         mesh,
-        fib: Fib::new(),
+        routing: Routing::new(network),
         peers: HashMap::new(),
         tunnel_of: HashMap::new(),
         link_template: set.link.clone(),
@@ -1241,44 +1242,25 @@ impl Node {
     }
 
     fn on_route_event(&mut self, ev: RouteEvent) {
-        match ev {
-            RouteEvent::Installed(r) | RouteEvent::Changed(r) if r.metric < INFINITY => {
-                let (dst, src) = (net_of(&r.prefix), net_of(&r.src_prefix));
-                if let Some(&tid) = self.tunnel_of.get(&r.link) {
-                    debug!(
-                        "route {dst} from {src} via tunnel {tid} metric {}",
-                        r.metric
-                    );
-                    self.fib.insert(dst, src, tid);
-                    // The network's route to the TUN device covers the rest.
-                    let kernel = (!self.network.covers(&dst) || !src.is_default()).then(|| Route {
-                        src,
-                        ..Route::dev(dst, self.tun_index)
-                    });
-                    self.set_kernel_route(dst, src, kernel);
-                } else if let Some(lan) = self.lan_of(r.link) {
-                    debug!(
-                        "route {dst} from {src} via {}%{} metric {}",
-                        r.next_hop, lan.name, r.metric
-                    );
-                    let kernel = Route {
-                        src,
-                        via: Some(r.next_hop),
-                        ..Route::dev(dst, lan.index)
-                    };
-                    // The kernel forwards it; no tunnel fallback.
-                    self.fib.remove(dst, src);
-                    self.set_kernel_route(dst, src, Some(kernel));
-                }
-            }
-            RouteEvent::Installed(r) | RouteEvent::Changed(r) => {
-                let (dst, src) = (net_of(&r.prefix), net_of(&r.src_prefix));
-                self.unroute(dst, src);
-            }
-            RouteEvent::Removed { prefix, src_prefix } => {
-                debug!("route {} removed", net_of(&prefix));
-                self.unroute(net_of(&prefix), net_of(&src_prefix));
-            }
+        let (tunnel_of, lans) = (&self.tunnel_of, &self.lans);
+        let link = |l: LinkId| match (tunnel_of.get(&l), lans.iter().find(|x| x.link == l)) {
+            (Some(&t), _) => RouteLink::Tunnel(t),
+            (None, Some(lan)) => RouteLink::Lan(lan.index),
+            _ => RouteLink::Unknown,
+        };
+        if let Some((dst, src, want)) = self.routing.on_route_event(ev, link) {
+            let r = want.map(|k| Route {
+                src: k.src,
+                via: k.via,
+                ..Route::dev(
+                    k.dst,
+                    match k.dev {
+                        Dev::Overlay => self.tun_index,
+                        Dev::Lan(index) => index,
+                    },
+                )
+            });
+            self.set_kernel_route(dst, src, r);
         }
     }
 
@@ -1297,26 +1279,6 @@ impl Node {
                     self.kroutes.insert(key, r);
                 }
                 Err(e) => warn!("kernel route {dst} from {src}: {e}"),
-            }
-        }
-    }
-
-    /// Babel no longer routes `dst`: a tunnel peer's own subnet stays
-    /// reachable through its tunnel (its certificate proves it is there),
-    /// anything else is dropped from the table.
-    fn unroute(&mut self, dst: Ipv6Net, src: Ipv6Net) {
-        self.set_kernel_route(dst, src, None);
-        let direct = self
-            .peers
-            .iter()
-            .find(|(_, p)| p.subnet == dst && src.is_default())
-            .map(|(id, _)| *id);
-        match direct {
-            Some(id) => {
-                self.fib.insert(dst, src, id);
-            }
-            None => {
-                self.fib.remove(dst, src);
             }
         }
     }
@@ -1346,14 +1308,11 @@ impl Node {
                 };
                 info!("tunnel {id} to {subnet} at {addr} is up ({dir:?})");
                 self.tunnel_of.insert(link, id);
-                // Until Babel says otherwise, the peer's own subnet is one hop away.
-                if self
+                let routed = self
                     .engine
                     .installed_route(&babel_prefix(subnet), &BabelPrefix::DEFAULT)
-                    .is_none()
-                {
-                    self.fib.insert(subnet, Ipv6Net::DEFAULT, id);
-                }
+                    .is_some();
+                self.routing.tunnel_up(id, subnet, routed);
                 self.peers.insert(
                     id,
                     Peer {
@@ -1390,7 +1349,7 @@ impl Node {
                         }
                     }
                 }
-                self.fib.retain(|hop| *hop != id);
+                self.routing.tunnel_down(id);
                 self.mesh.closed(t, id);
             }
             Event::ConnectFailed { id, addr } => {
@@ -1425,7 +1384,7 @@ impl Node {
 
     /// A control message from our address to a node, routed over the overlay.
     async fn send_ctl(&mut self, dst: Ipv6Addr, dst_port: u16, payload: &[u8], out: &mut [u8]) {
-        let Some(&tid) = self.fib.lookup(dst, self.address) else {
+        let Some(tid) = self.routing.lookup(dst, self.address) else {
             debug!("control message to {dst}: no route");
             return;
         };
@@ -1446,7 +1405,7 @@ impl Node {
             self.dropped += 1;
             return;
         };
-        match self.fib.lookup(h.dst(), h.src()).copied() {
+        match self.routing.lookup(h.dst(), h.src()) {
             Some(tid) => self.send_through(tid, packet, out, true).await,
             None => {
                 self.dropped += 1;
@@ -1486,7 +1445,7 @@ impl Node {
             return;
         };
         let sender = Header::parse(packet).map(|h| h.src());
-        let back = sender.and_then(|s| self.fib.lookup(s, self.address).copied());
+        let back = sender.and_then(|s| self.routing.lookup(s, self.address));
         match back {
             Some(back) if !local => self.seal_and_send(back, &err[..n], out).await,
             _ => self.write_kernel(&err[..n]),
@@ -1571,7 +1530,7 @@ impl Node {
         let next = if self.subnet.contains(dst) {
             None
         } else {
-            self.fib.lookup(dst, src).copied()
+            self.routing.lookup(dst, src)
         };
         let Some(next) = next else {
             self.write_kernel(packet);

@@ -4,5 +4,6 @@
 
 pub mod netconf;
 pub mod renewal;
+pub mod routing;
 pub mod settings;
 pub mod status;
