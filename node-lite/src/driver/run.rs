@@ -52,7 +52,7 @@ use crate::net::Ipv6Net;
 use crate::node::netconf::Refresh;
 use crate::node::renewal::Renewal;
 use crate::node::routing::{Dev, Link as RouteLink, Routing};
-use crate::node::settings::settings;
+use crate::node::settings::{settings, Settings};
 use crate::node::status::{self, Status};
 use crate::offload::{self, Coalescer, VnetHdr, VNET_HDR_LEN};
 use crate::time::Instant;
@@ -207,9 +207,8 @@ struct Node {
     netconf_refresh: Refresh,
     /// The network version peers tell us and we tell them.
     versions: Versions,
-    /// Signs the network version.
-    ca: Certificate,
-    /// Our certificate and key (a renewal replaces the certificate).
+    /// Our certificate and key (a renewal replaces the certificate), and
+    /// the CA, which signs the network version.
     id: Identity,
     renewal: Renewal,
     started: Instant,
@@ -265,6 +264,17 @@ fn babel_prefix(n: Ipv6Net) -> BabelPrefix {
     BabelPrefix::from_addr(n.addr(), n.prefix_len())
 }
 
+/// Our LAN discovery beacon: the tunnel port and the identity's proof.
+fn beacon(port: u16, identity: &TunnelIdentity) -> Vec<u8> {
+    Beacon {
+        port,
+        static_pub: *identity.static_public(),
+        cert: identity.cert_der(),
+        signature: identity.signature(),
+    }
+    .encode()
+}
+
 fn net_of(p: &BabelPrefix) -> Ipv6Net {
     Ipv6Net::new(p.addr(), p.len())
 }
@@ -296,24 +306,23 @@ async fn run(config: Config) -> Result<(), Failure> {
 
     let identity = TunnelIdentity::new(id.cert.der().to_vec(), &id.key, tunnel::os_seed())
         .map_err(|e| setup_error("tunnel identity", e))?;
-    let beacon = Beacon {
-        port: config.port,
-        static_pub: *identity.static_public(),
-        cert: identity.cert_der(),
-        signature: identity.signature(),
-    }
-    .encode();
+    let beacon = beacon(config.port, &identity);
     // Babel: the router id and the link-local address on tunnels both come
     // from the node's address, unique in the network.
     let address = id.subnet.address();
     let a = u128::from(address);
     let iid = ((a >> 64) as u64) ^ (a as u64);
     let link_local = Ipv6Addr::from((0xfe80u128 << 112) | u128::from(iid));
-    let set = settings(&config, netconf.as_ref(), link_local);
+    let Settings {
+        tunnel: tunnel_config,
+        policy,
+        link: link_template,
+        mac,
+    } = settings(&config, netconf.as_ref(), link_local);
     let t0 = now();
     let authority = CaAuthority::new(id.ca.clone(), &crl);
     let endpoint = Endpoint::new(
-        set.tunnel.clone(),
+        tunnel_config,
         id.ca.der(),
         identity,
         authority,
@@ -380,7 +389,7 @@ async fn run(config: Config) -> Result<(), Failure> {
 
     let seed = u64::from_le_bytes(tunnel::os_seed()[..8].try_into().expect("8 bytes"));
     let mut ecfg = EngineConfig::new(RouterId(iid.to_be_bytes()), seed);
-    ecfg.mac = set.mac.clone();
+    ecfg.mac = mac;
     ecfg.limits.routes = config.max_routes as usize;
     ecfg.limits.sources = config.max_routes as usize;
     ecfg.limits.links = config.max_tunnels as usize + config.babel_interfaces.len() + 1;
@@ -408,7 +417,7 @@ async fn run(config: Config) -> Result<(), Failure> {
     let cache = PeerCache::load(&state, config.peer_cache as usize);
     info!("peer cache: {} peers", cache.len());
     let mesh = Manager::new(
-        set.policy.clone(),
+        policy,
         id.subnet.node,
         config.peers.clone(),
         t0,
@@ -431,7 +440,7 @@ async fn run(config: Config) -> Result<(), Failure> {
         routing: Routing::new(network),
         peers: HashMap::new(),
         tunnel_of: HashMap::new(),
-        link_template: set.link.clone(),
+        link_template,
         tun: tun.into_async().map_err(|e| setup_error("TUN device", e))?,
         tun_index: index,
         lan_interfaces: lan.summary(),
@@ -473,7 +482,6 @@ async fn run(config: Config) -> Result<(), Failure> {
             netconf.as_ref().map(|n| &n.version),
             config.registry.is_some(),
         ),
-        ca: id.ca.clone(),
         renewal: Renewal::new(id.cert.not_after()),
         id: (*id).clone(),
         started: t0,
@@ -797,7 +805,8 @@ impl Node {
     async fn on_timers(&mut self, t: Instant, out: &mut [u8]) {
         // The wall clock as it is now: NTP may have set it since start
         // (routers without a real-time clock boot in 1970).
-        self.endpoint.set_unix_time(t, unix_now());
+        let unix = unix_now();
+        self.endpoint.set_unix_time(t, unix);
         self.endpoint.handle_timeout(t);
         self.engine.handle_timeout(t);
         if self.repair_at.is_some_and(|at| t >= at) {
@@ -806,7 +815,7 @@ impl Node {
         if let Some(r) = self
             .registry
             .as_mut()
-            .filter(|_| self.renewal.poll(t, unix_now()))
+            .filter(|_| self.renewal.poll(t, unix))
         {
             info!(
                 "certificate valid until {}: asking the registry to renew it",
@@ -821,7 +830,7 @@ impl Node {
                 self.on_mesh_action(t, a, out).await;
             }
         }
-        if self.netconf_refresh.poll(t, unix_now()) {
+        if self.netconf_refresh.poll(t, unix) {
             if let Some(r) = &mut self.registry {
                 r.request(Job::NetworkConfig);
             }
@@ -1117,13 +1126,7 @@ impl Node {
         }
         match TunnelIdentity::new(c.der().to_vec(), &self.id.key, tunnel::os_seed()) {
             Ok(identity) => {
-                self.beacon = Beacon {
-                    port: self.port,
-                    static_pub: *identity.static_public(),
-                    cert: identity.cert_der(),
-                    signature: identity.signature(),
-                }
-                .encode();
+                self.beacon = beacon(self.port, &identity);
                 self.endpoint.set_identity(identity);
                 self.id.cert = c.clone();
                 info!(
@@ -1586,7 +1589,7 @@ impl Node {
         v: registry_client::netconfig::Version,
         out: &mut [u8],
     ) {
-        let ca = self.ca.public_key();
+        let ca = self.id.ca.public_key();
         let ours = self
             .versions
             .known()
