@@ -313,7 +313,10 @@ impl Manager {
 
     /// A node answered our address request: connect if we still need to.
     pub fn learned(&mut self, now: Instant, prefix: Prefix) {
-        if self.requested.remove(&prefix).is_some() {
+        // The request stays on record: if the address it brought fails,
+        // the node is asked again only REQUEST_MS later, not at once in a
+        // loop as fast as the answers come (found by the simulator).
+        if self.requested.contains_key(&prefix) {
             self.wake(now);
         }
     }
@@ -625,6 +628,32 @@ mod tests {
         assert!(m
             .tick(t(0), &[], &PeerCache::new(200))
             .contains(&Action::Bootstrap));
+    }
+
+    /// Found by the simulator: an address learned from a node that fails
+    /// (a wrong port, a NAT) was asked for again at once, and the answer
+    /// woke the manager to ask again: 20 requests a second per node.
+    #[test]
+    fn a_learned_address_that_fails_is_not_asked_for_again_at_once() {
+        let mut cache = PeerCache::new(200);
+        let mut m = manager(vec![]);
+        m.connecting(t(0), 1, addr(2), Some(pfx(2)));
+        m.established(t(0), 1, Dir::Client, pfx(2), addr(2));
+        m.established(t(0), 2, Dir::Server, pfx(7), addr(7));
+        let routes = [(pfx(2), Some(1)), (pfx(3), Some(1)), (pfx(7), Some(2))];
+        let asked = |a: &[Action]| a.contains(&Action::RequestAddress(pfx(3)));
+        assert!(asked(&m.tick(t(5000), &routes, &cache)));
+        cache.learn(pfx(3), &[addr(3)]);
+        m.learned(t(5100), pfx(3));
+        let a = m.tick(t(5100), &routes, &cache);
+        assert_eq!(connects(&a), vec![(addr(3), Some(pfx(3)))]);
+        m.connecting(t(5100), 3, addr(3), Some(pfx(3)));
+        m.connect_failed(t(8000), 3, &mut cache);
+        for ms in (10_000..5000 + REQUEST_MS).step_by(TICK_MS as usize) {
+            let a = m.tick(t(ms), &routes, &cache);
+            assert!(!asked(&a) && connects(&a).is_empty(), "at {ms} ms: {a:?}");
+        }
+        assert!(asked(&m.tick(t(5000 + REQUEST_MS), &routes, &cache)));
     }
 
     #[test]
