@@ -87,10 +87,6 @@ impl Route {
         (self.refmetric as u32 + self.cost as u32).min(INFINITY as u32) as u16
     }
 
-    pub fn same_destination(&self, prefix: &Prefix, src: &Prefix) -> bool {
-        self.prefix == *prefix && self.src_prefix == *src
-    }
-
     /// Past 7/8 of its hold time: flushed by the expiry pass (babeld `route_old`).
     pub fn old(&self, now: Instant) -> bool {
         now.millis_since(self.time) > self.hold_time * 1000 * 7 / 8

@@ -93,8 +93,9 @@ impl Engine {
         unused.truncate(keep);
         let mut gone: Vec<usize> = unused.into_iter().map(|(_, i)| i).collect();
         gone.sort_unstable();
+        // Removed in place: the table stays sorted.
         for i in gone.into_iter().rev() {
-            self.sources.swap_remove(i);
+            self.sources.remove(i);
         }
         true
     }
