@@ -5,3 +5,4 @@ pub mod forward;
 pub mod mesh;
 pub mod netns;
 pub mod registry;
+pub mod sim;

@@ -17,7 +17,6 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::babel::wire::{MULTICAST as BABEL_GROUP, PORT as BABEL_PORT};
-use crate::babel::LinkId;
 use crate::mesh::beacon;
 
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
@@ -30,7 +29,6 @@ pub struct Lan {
     pub index: u32,
     /// Our link-local address there.
     pub local: Ipv6Addr,
-    pub link: LinkId,
     send: Arc<UdpSocket>,
 }
 
@@ -101,7 +99,6 @@ impl Lan {
         name: &str,
         index: u32,
         local: Ipv6Addr,
-        link: LinkId,
         tx: &mpsc::UnboundedSender<Received>,
     ) -> io::Result<Lan> {
         let unicast = bind(local, BABEL_PORT, index)?;
@@ -131,23 +128,22 @@ impl Lan {
             name: name.to_string(),
             index,
             local,
-            link,
             send: unicast,
         })
     }
 
     /// A Babel packet to `dst` (a neighbour or ff02::1:6) on this link.
-    pub async fn send_babel(&self, dst: Ipv6Addr, bytes: &[u8]) {
+    pub fn send_babel(&self, dst: Ipv6Addr, bytes: &[u8]) {
         let to = SocketAddrV6::new(dst, BABEL_PORT, 0, self.index);
-        if let Err(e) = self.send.send_to(bytes, to).await {
+        if let Err(e) = self.send.try_send_to(bytes, to.into()) {
             log::debug!("babel on {}: {e}", self.name);
         }
     }
 
     /// Our beacon to every node on the link.
-    pub async fn send_beacon(&self, bytes: &[u8]) {
+    pub fn send_beacon(&self, bytes: &[u8]) {
         let to = SocketAddrV6::new(ALL_NODES, beacon::PORT, 0, self.index);
-        if let Err(e) = self.send.send_to(bytes, to).await {
+        if let Err(e) = self.send.try_send_to(bytes, to.into()) {
             log::debug!("beacon on {}: {e}", self.name);
         }
     }

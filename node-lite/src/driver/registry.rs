@@ -10,35 +10,18 @@
 use std::net::SocketAddr;
 use std::sync::mpsc as std_mpsc;
 
-use registry_client::cert::Certificate;
 use registry_client::http::{HttpTransport, Timeouts};
-use registry_client::netconfig::NetworkConfig;
 use registry_client::state::Identity;
-use registry_client::{Prefix, Registry, Session};
+use registry_client::{Registry, Session};
 use tokio::sync::mpsc;
 
-use super::registry_jobs::{Job, Jobs};
-use crate::time::Instant;
-
-/// What a registry job brings back.
-pub(super) enum RegistryResult {
-    Bootstrap(Option<(Prefix, Vec<SocketAddr>)>),
-    /// The verified config and its raw bytes (to store).
-    NetworkConfig(Box<NetworkConfig>, Vec<u8>),
-    /// The certificate the registry gave back (verified: issued by the CA,
-    /// for our key and prefix): a renewed one, or the same.
-    Certificate(Box<Certificate>),
-    Failed(&'static str, String),
-}
+use crate::node::registry::{Job, Jobs, RegistryResult};
 
 pub(super) struct RegistryLink {
-    pub url: String,
     /// One request of each kind asked for at a time, none lost; the worker
     /// answers them in order.
     jobs: Jobs,
     queue: std_mpsc::Sender<Job>,
-    pub last_ok: Option<Instant>,
-    pub last_error: Option<String>,
 }
 
 impl RegistryLink {
@@ -51,16 +34,12 @@ impl RegistryLink {
         results: mpsc::UnboundedSender<(Job, RegistryResult)>,
     ) -> std::io::Result<Self> {
         let (queue, jobs) = std_mpsc::channel();
-        let u = url.clone();
         std::thread::Builder::new()
             .name("registry".into())
-            .spawn(move || worker(&u, id, &jobs, &results))?;
+            .spawn(move || worker(&url, id, &jobs, &results))?;
         Ok(RegistryLink {
-            url,
             jobs: Jobs::default(),
             queue,
-            last_ok: None,
-            last_error: None,
         })
     }
 

@@ -15,6 +15,8 @@ use registry_client::Prefix;
 use serde::{Deserialize, Serialize};
 
 pub const FILE_NAME: &str = "peers.cache";
+/// Peers' addresses are nobody else's business.
+pub const FILE_MODE: u32 = 0o600;
 const MAGIC: &[u8; 8] = b"re6stPC\x01";
 /// Addresses kept per peer; peers report theirs, so the list is bounded.
 pub const MAX_ADDRS: usize = 8;
@@ -226,7 +228,7 @@ impl PeerCache {
 
     /// Write the cache atomically.
     pub fn save(&self, state: &StateDir) -> Result<(), registry_client::Error> {
-        state.write_atomic(FILE_NAME, &self.encode(), 0o600)
+        state.write_atomic(FILE_NAME, &self.encode(), FILE_MODE)
     }
 }
 

@@ -1,4 +1,4 @@
-//! When the node's registry requests are asked for, without any I/O.
+//! The node's registry requests and their answers, without any I/O.
 //!
 //! One worker answers them in order (`driver/registry.rs`). One of each kind
 //! asked at a time, and none is lost: a network config check asked for
@@ -9,6 +9,33 @@
 //! is pending is asked again when it is answered (the pending one may be
 //! answered before the change that prompted the new request: a SIGHUP
 //! right after a revocation).
+
+use std::net::SocketAddr;
+
+use registry_client::cert::Certificate;
+use registry_client::netconfig::NetworkConfig;
+use registry_client::Prefix;
+
+use crate::time::Instant;
+
+/// What a registry job brings back.
+pub enum RegistryResult {
+    Bootstrap(Option<(Prefix, Vec<SocketAddr>)>),
+    /// The verified config and its raw bytes (to store).
+    NetworkConfig(Box<NetworkConfig>, Vec<u8>),
+    /// The certificate the registry gave back (verified: issued by the CA,
+    /// for our key and prefix): a renewed one, or the same.
+    Certificate(Box<Certificate>),
+    Failed(&'static str, String),
+}
+
+/// The registry as the status report shows it.
+#[derive(Clone, Debug)]
+pub struct RegistryState {
+    pub url: String,
+    pub last_ok: Option<Instant>,
+    pub last_error: Option<String>,
+}
 
 /// A registry request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -403,6 +403,11 @@ impl<A: Authority> Endpoint<A> {
         }
     }
 
+    /// What the endpoint proves itself with.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
     /// A new identity (a renewed certificate): new handshakes use it, the
     /// sessions already up carry on.
     pub fn set_identity(&mut self, identity: Identity) {

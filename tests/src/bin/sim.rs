@@ -1,0 +1,147 @@
+//! The whole-network simulator's benchmark (not in CI):
+//!
+//!     cargo run --profile sim -p re6st-integration --bin sim -- 100 1000
+//!
+//! For each network size: the virtual time until every node reaches every
+//! other (sampled pairs beyond 141 nodes), Babel routes and neighbours per
+//! node, memory per node, control traffic per node, path stretch, and the
+//! run's wall time, events and memory. Progress goes to stderr. Options:
+//! `--minutes M` (virtual time allowed to converge, 30), `--max-routes N`
+//! (the nodes' `max_routes`, 4096 by default as on the x86 boards).
+//! See `tests/BENCH.md`.
+
+use std::time::Instant as WallClock;
+
+use re6st_integration::sim::{rss_bytes, Path, Pki, Sim};
+
+/// Pairs checked for reachability and stretch (all of them below this).
+const SAMPLE: usize = 20_000;
+
+struct Opts {
+    sizes: Vec<usize>,
+    minutes: u64,
+    max_routes: Option<u32>,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts {
+        sizes: Vec::new(),
+        minutes: 30,
+        max_routes: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().and_then(|v| v.parse().ok()).expect("a number");
+        match a.as_str() {
+            "--minutes" => o.minutes = value(),
+            "--max-routes" => o.max_routes = Some(value() as u32),
+            n => o.sizes.push(n.parse().expect("a network size")),
+        }
+    }
+    if o.sizes.is_empty() {
+        o.sizes.push(100);
+    }
+    o
+}
+
+fn main() {
+    let o = opts();
+    println!(
+        "| nodes | full reachability (virtual s) | reached at the end | Babel routes/node (selected) | \
+         neighbours/node | memory KB/node | control B/s/node | stretch median | stretch p90 | \
+         wall s | events | RSS MB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for &n in &o.sizes {
+        run(n, &o);
+    }
+}
+
+fn run(n: usize, o: &Opts) {
+    let wall = WallClock::now();
+    let rss0 = rss_bytes();
+    let pki = Pki::new(1);
+    let mut sim = Sim::new(&pki, n, 7, 10_000);
+    if let Some(m) = o.max_routes {
+        sim.config.max_routes = m;
+    }
+    let pairs = sim.pairs(SAMPLE);
+    // Every node starts within 10 s; reachability checked every 10 s.
+    let deadline = o.minutes * 60_000;
+    let mut full = None;
+    while sim.now < deadline {
+        sim.run_until(sim.now + 10_000);
+        let reached = sim.reached(&pairs);
+        eprintln!(
+            "{n} nodes: {:>5} s virtual, {reached}/{} pairs, {:.0} s wall, {} MB",
+            sim.now / 1000,
+            pairs.len(),
+            wall.elapsed().as_secs_f64(),
+            rss_bytes() / 1_000_000
+        );
+        if reached == pairs.len() {
+            full = Some(sim.now);
+            break;
+        }
+    }
+    // Steady state: traffic over 5 more minutes (one tunnel refresh).
+    let (b0, _) = sim.sent();
+    let t0 = sim.now;
+    sim.run_until(t0 + 300_000);
+    let (b1, _) = sim.sent();
+    let control = (b1 - b0) as f64 / n as f64 / ((sim.now - t0) as f64 / 1000.0);
+    let t = node_lite::time::Instant::from_millis(sim.now);
+    let (mut routes, mut selected, mut neighbours) = (0usize, 0usize, 0usize);
+    for i in 0..n {
+        if let Some(node) = sim.node(i) {
+            let (r, nb) = node.table_sizes(t);
+            routes += r;
+            neighbours += nb;
+            selected += node.status(t).routes.len();
+        }
+    }
+    let check = sim.pairs(SAMPLE);
+    let mut stretch: Vec<f64> = Vec::new();
+    let mut reached = 0;
+    for &(a, b) in &check {
+        let (
+            Path::Reached {
+                latency_ms: there, ..
+            },
+            Path::Reached {
+                latency_ms: back, ..
+            },
+        ) = (sim.path(a, b), sim.path(b, a))
+        else {
+            continue;
+        };
+        reached += 1;
+        // Best with at most one relay: O(n) per pair, so fewer pairs for
+        // large networks.
+        if stretch.len() < 2_000 {
+            stretch.push((there + back) / sim.underlay.best_rtt(a, b));
+        }
+    }
+    stretch.sort_by(f64::total_cmp);
+    let q = |f: f64| {
+        stretch
+            .get(((stretch.len() as f64 - 1.0) * f) as usize)
+            .map_or_else(|| "-".into(), |v| format!("{v:.2}"))
+    };
+    let rss = rss_bytes();
+    let per = |x: usize| x as f64 / n as f64;
+    println!(
+        "| {n} | {} | {reached}/{} | {:.0} ({:.0}) | {:.1} | {:.0} | {control:.0} | {} | {} | {:.0} | {} | {} |",
+        full.map_or_else(|| format!("not within {} min", o.minutes), |ms| format!("{}", ms / 1000)),
+        check.len(),
+        per(routes),
+        per(selected),
+        per(neighbours),
+        rss.saturating_sub(rss0) as f64 / n as f64 / 1024.0,
+        q(0.5),
+        q(0.9),
+        wall.elapsed().as_secs_f64(),
+        sim.events,
+        rss / 1_000_000,
+    );
+}
