@@ -134,6 +134,8 @@ pub struct Manager {
     next_bootstrap: Instant,
     /// Bootstrap requests in a row that brought no peer.
     fruitless_bootstraps: u32,
+    /// The peer the registry gave last, tried before routed nodes.
+    bootstrap_peer: Option<Prefix>,
     rng: u64,
 }
 
@@ -158,6 +160,7 @@ impl Manager {
             requested: HashMap::new(),
             next_bootstrap: now,
             fruitless_bootstraps: 0,
+            bootstrap_peer: None,
             rng: seed | 1,
         }
     }
@@ -183,12 +186,15 @@ impl Manager {
 
     /// What the last bootstrap request brought: a peer, or nobody (no answer,
     /// an error, or no node next to the registry).
-    pub fn bootstrapped(&mut self, found: bool) {
-        self.fruitless_bootstraps = if found {
+    /// The registry answered a bootstrap request with `peer` (its address
+    /// is in the cache), or with none.
+    pub fn bootstrapped(&mut self, peer: Option<Prefix>) {
+        self.fruitless_bootstraps = if peer.is_some() {
             0
         } else {
             self.fruitless_bootstraps.saturating_add(1)
         };
+        self.bootstrap_peer = peer;
     }
 
     /// re6st's "No route to registry": the registry's node is neither us, nor
@@ -417,6 +423,42 @@ impl Manager {
         let usable = |a: &SocketAddr, failed: &HashMap<SocketAddr, Instant>| {
             !failed.contains_key(a) && !busy.contains(a)
         };
+        // A peer from the registry that routing does not know: it joins our
+        // island to the registry's, so it goes first (re6st connects to it
+        // at once). Were it left behind routed candidates, two islands
+        // formed at start would stay apart (the simulator found 41 and 59
+        // nodes apart for good).
+        if let Some(p) = self.bootstrap_peer.take() {
+            let routed = routes.iter().any(|(r, _)| *r == p);
+            let addr = cache
+                .get(p)
+                .and_then(|c| c.addrs.iter().find(|a| usable(a, &self.failed)).copied());
+            if let Some(addr) = addr.filter(|_| !routed && !neighbours.contains(&p)) {
+                out.push(Action::Connect {
+                    addr,
+                    prefix: Some(p),
+                });
+                need -= 1;
+            }
+        }
+        if !self.registry_unreachable(routes) {
+            // Connected: a later disconnection may ask at once.
+            self.fruitless_bootstraps = 0;
+            self.next_bootstrap = self.next_bootstrap.min(now);
+        } else if need > 0 && now >= self.next_bootstrap {
+            // re6st: timeout × (1 + randint(0, routed nodes)), so that the nodes
+            // of a split network do not all ask at once; doubled for each
+            // request in a row that brought nobody.
+            let spread = 1 + self.random() % (routes.len() as u64 + 1);
+            let wait = (self.policy.bootstrap_ms * spread)
+                .saturating_mul(1 << self.fruitless_bootstraps.min(16))
+                .min(BOOTSTRAP_MAX_MS);
+            self.next_bootstrap = now.add_millis(wait);
+            out.push(Action::Bootstrap);
+            // A slot kept for the peer it brings (re6st asks the registry
+            // before it looks at routed nodes).
+            need -= 1;
+        }
         let mut candidates: Vec<Prefix> = routes
             .iter()
             .map(|(p, _)| *p)
@@ -467,21 +509,6 @@ impl Manager {
                     need -= 1;
                 }
             }
-        }
-        if !self.registry_unreachable(routes) {
-            // Connected: a later disconnection may ask at once.
-            self.fruitless_bootstraps = 0;
-            self.next_bootstrap = self.next_bootstrap.min(now);
-        } else if need > 0 && now >= self.next_bootstrap {
-            // re6st: timeout × (1 + randint(0, routed nodes)), so that the nodes
-            // of a split network do not all ask at once; doubled for each
-            // request in a row that brought nobody.
-            let spread = 1 + self.random() % (routes.len() as u64 + 1);
-            let wait = (self.policy.bootstrap_ms * spread)
-                .saturating_mul(1 << self.fruitless_bootstraps.min(16))
-                .min(BOOTSTRAP_MAX_MS);
-            self.next_bootstrap = now.add_millis(wait);
-            out.push(Action::Bootstrap);
         }
         if need > 0 {
             let mut configured = self.bootstrap.clone();
@@ -608,7 +635,7 @@ mod tests {
                     .tick(t(i * 5000), &routes, &cache)
                     .contains(&Action::Bootstrap);
                 if asked {
-                    m.bootstrapped(false);
+                    m.bootstrapped(None);
                 }
                 usize::from(asked)
             })
@@ -628,6 +655,36 @@ mod tests {
         assert!(m
             .tick(t(0), &[], &PeerCache::new(200))
             .contains(&Action::Bootstrap));
+    }
+
+    /// Found by the simulator: two islands formed at start (the registry's
+    /// node in one) stayed apart, because a node of the other connected to
+    /// routed nodes of its own island before the peer the registry gave.
+    #[test]
+    fn the_registrys_bootstrap_peer_goes_before_routed_nodes() {
+        let mut cache = PeerCache::new(200);
+        let mut policy = Policy::new(2, 300, 15);
+        policy.registry = Some(pfx(9));
+        let mut m = Manager::new(policy, pfx(1), vec![], t(0), 42);
+        m.established(t(0), 1, Dir::Server, pfx(7), addr(7));
+        m.connecting(t(0), 2, addr(2), Some(pfx(2)));
+        m.established(t(0), 2, Dir::Client, pfx(2), addr(2));
+        // Our island: 2, 3, 4 (addresses known), no route to the registry.
+        let routes = [
+            (pfx(2), Some(2)),
+            (pfx(3), Some(2)),
+            (pfx(4), Some(2)),
+            (pfx(7), Some(1)),
+        ];
+        cache.learn(pfx(3), &[addr(3)]);
+        cache.learn(pfx(4), &[addr(4)]);
+        assert!(m
+            .tick(t(5000), &routes, &cache)
+            .contains(&Action::Bootstrap));
+        cache.learn(pfx(5), &[addr(5)]);
+        m.bootstrapped(Some(pfx(5)));
+        let a = m.tick(t(10_000), &routes, &cache);
+        assert_eq!(connects(&a), vec![(addr(5), Some(pfx(5)))], "{a:?}");
     }
 
     /// Found by the simulator: an address learned from a node that fails

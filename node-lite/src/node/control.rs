@@ -213,7 +213,7 @@ impl Node {
                     Job::NetworkConfig => {
                         self.versions.fetched(t, None);
                     }
-                    Job::Bootstrap => self.mesh.bootstrapped(false),
+                    Job::Bootstrap => self.mesh.bootstrapped(None),
                     Job::Renew => self.renewal.failed(format!("{what}: {e}")),
                 }
                 warn!("registry: {what}: {e}");
@@ -222,13 +222,13 @@ impl Node {
             RegistryResult::Bootstrap(None) => {
                 reg.last_ok = Some(t);
                 debug!("registry: no bootstrap peer");
-                self.mesh.bootstrapped(false);
+                self.mesh.bootstrapped(None);
             }
             RegistryResult::Bootstrap(Some((p, addrs))) => {
                 reg.last_ok = Some(t);
-                self.mesh.bootstrapped(true);
                 info!("registry: bootstrap peer {} at {addrs:?}", p.to_cn());
                 self.cache.learn(p, &addrs);
+                self.mesh.bootstrapped(Some(p));
                 self.cache_dirty = true;
                 self.mesh.wake(t);
             }

@@ -6,8 +6,10 @@
 //! other (sampled pairs beyond 141 nodes), Babel routes and neighbours per
 //! node, memory per node, control traffic per node, path stretch, and the
 //! run's wall time, events and memory. Progress goes to stderr. Options:
-//! `--minutes M` (virtual time allowed to converge, 30), `--max-routes N`
-//! (the nodes' `max_routes`, 4096 by default as on the x86 boards).
+//! `--minutes M` (virtual time allowed to converge, 30), `--steady S`
+//! (virtual seconds of steady state over which traffic is measured, 300),
+//! `--max-routes N` (the nodes' `max_routes`; 4096 by default, as on the
+//! x86 boards).
 //! See `tests/BENCH.md`.
 
 use std::time::Instant as WallClock;
@@ -20,6 +22,7 @@ const SAMPLE: usize = 20_000;
 struct Opts {
     sizes: Vec<usize>,
     minutes: u64,
+    steady_s: u64,
     max_routes: Option<u32>,
 }
 
@@ -27,6 +30,7 @@ fn opts() -> Opts {
     let mut o = Opts {
         sizes: Vec::new(),
         minutes: 30,
+        steady_s: 300,
         max_routes: None,
     };
     let mut args = std::env::args().skip(1);
@@ -34,6 +38,7 @@ fn opts() -> Opts {
         let mut value = || args.next().and_then(|v| v.parse().ok()).expect("a number");
         match a.as_str() {
             "--minutes" => o.minutes = value(),
+            "--steady" => o.steady_s = value(),
             "--max-routes" => o.max_routes = Some(value() as u32),
             n => o.sizes.push(n.parse().expect("a network size")),
         }
@@ -87,9 +92,9 @@ fn run(n: usize, o: &Opts) {
     // Steady state: traffic over 5 more minutes (one tunnel refresh).
     let (b0, _) = sim.sent();
     let t0 = sim.now;
-    sim.run_until(t0 + 300_000);
+    sim.run_until(t0 + o.steady_s * 1000);
     let (b1, _) = sim.sent();
-    let control = (b1 - b0) as f64 / n as f64 / ((sim.now - t0) as f64 / 1000.0);
+    let control = (b1 - b0) as f64 / n as f64 / ((sim.now - t0).max(1) as f64 / 1000.0);
     let t = node_lite::time::Instant::from_millis(sim.now);
     let (mut routes, mut selected, mut neighbours) = (0usize, 0usize, 0usize);
     for i in 0..n {

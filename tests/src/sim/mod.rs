@@ -380,15 +380,16 @@ impl Sim {
         match job {
             Job::Bootstrap => {
                 // re6st's registry: a random node its own node (node 0)
-                // has a route to, or none (HTTP 204) when that node is down.
-                let n = self.nodes.len();
-                for _ in 0..16 {
-                    let j = (self.random() % n as u64) as usize;
-                    let routed = j == 0 || matches!(self.path(0, j), Path::Reached { .. });
-                    if j != i && self.alive(0) && self.alive(j) && routed {
-                        let p = self.nodes[j].id.subnet.node;
-                        return RegistryResult::Bootstrap(Some((p, vec![self.nodes[j].addr])));
-                    }
+                // has a route to, or none (HTTP 204) when it routes to
+                // nobody or is down.
+                let routed: Vec<usize> = (0..self.nodes.len())
+                    .filter(|&j| j != i && self.alive(0) && self.alive(j))
+                    .filter(|&j| j == 0 || matches!(self.path(0, j), Path::Reached { .. }))
+                    .collect();
+                if !routed.is_empty() {
+                    let j = routed[(self.random() % routed.len() as u64) as usize];
+                    let p = self.nodes[j].id.subnet.node;
+                    return RegistryResult::Bootstrap(Some((p, vec![self.nodes[j].addr])));
                 }
                 RegistryResult::Bootstrap(None)
             }
