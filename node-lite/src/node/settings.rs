@@ -15,7 +15,10 @@ use crate::tunnel;
 
 /// re6st's registry defaults, used until a network config is cached.
 const CLIENT_COUNT: u32 = 10;
-const MAX_CLIENTS: u32 = 10;
+/// `max_clients` is 2 × `client_count` in re6st's registry
+/// (`re6st/cli/registry.py`): twice as many places as clients, so that a
+/// newcomer finds a free one when every node has its 10 clients.
+const MAX_CLIENTS: u32 = 20;
 const HELLO_S: u32 = 15;
 const TUNNEL_REFRESH_S: u32 = 300;
 
@@ -112,6 +115,9 @@ mod tests {
         let s = settings(&config("16"), None, Ipv6Addr::LOCALHOST);
         assert_eq!((s.policy.client_count, s.tunnel.max_clients), (10, 6));
         assert_eq!(s.tunnel.dead_peer_timeout, Duration::from_secs(60));
+        // re6st's defaults where the board has room: 10 clients, 20 places.
+        let s = settings(&config("30"), None, Ipv6Addr::LOCALHOST);
+        assert_eq!((s.policy.client_count, s.tunnel.max_clients), (10, 20));
         let n = netconf(12, 20, 30);
         let s = settings(&config("16"), Some(&n), Ipv6Addr::LOCALHOST);
         assert_eq!((s.policy.client_count, s.tunnel.max_clients), (12, 4));

@@ -180,7 +180,7 @@ impl Pki {
                 min_protocol: 1,
                 registry_prefix: Some(Prefix::new(1, NODE_BITS).expect("prefix")),
                 client_count: 10,
-                max_clients: 10,
+                max_clients: 20,
                 encrypt: false,
                 hello: 15,
                 tunnel_refresh: 300,
