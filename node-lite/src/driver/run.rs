@@ -374,7 +374,7 @@ async fn run(config: Config) -> Result<(), Failure> {
             }
             Input::Lan(r) => d.on_lan(t, r),
             Input::Status(stream) => {
-                tokio::spawn(answer_status(stream, d.status(t)));
+                tokio::spawn(super::status::answer(stream, d.status(t)));
             }
             Input::Hup => {
                 info!("SIGHUP: checking the network config");
@@ -601,40 +601,4 @@ impl Driver {
         s.dropped_packets += self.os.dropped;
         s
     }
-}
-
-/// Answer one status request (`json` or `text`), on its own task: a slow
-/// client does not hold up the node.
-async fn answer_status(stream: tokio::net::UnixStream, status: Status) {
-    let mut req = [0u8; 16];
-    let read = async {
-        loop {
-            stream.readable().await?;
-            match stream.try_read(&mut req) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                r => return r,
-            }
-        }
-    };
-    let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(2), read).await else {
-        return;
-    };
-    let answer = if req[..n].starts_with(b"json") {
-        status.to_json() + "\n"
-    } else {
-        status.to_text()
-    };
-    let write = async {
-        let mut rest = answer.as_bytes();
-        while !rest.is_empty() {
-            stream.writable().await?;
-            match stream.try_write(rest) {
-                Ok(n) => rest = &rest[n..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok::<(), io::Error>(())
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(2), write).await;
 }

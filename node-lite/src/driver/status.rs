@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::config::Source;
 use crate::failure::Failure;
+use crate::node::status::Status;
 
 pub const SOCKET_NAME: &str = "status.sock";
 /// Exit code: no node answers on the status socket.
@@ -43,6 +44,42 @@ pub fn bind(run_dir: &Path) -> std::io::Result<tokio::net::UnixListener> {
     let l = tokio::net::UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     Ok(l)
+}
+
+/// Answer one status request (`json` or `text`), on its own task: a slow
+/// client does not hold up the node.
+pub(super) async fn answer(stream: tokio::net::UnixStream, status: Status) {
+    let mut req = [0u8; 16];
+    let read = async {
+        loop {
+            stream.readable().await?;
+            match stream.try_read(&mut req) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                r => return r,
+            }
+        }
+    };
+    let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(2), read).await else {
+        return;
+    };
+    let answer = if req[..n].starts_with(b"json") {
+        status.to_json() + "\n"
+    } else {
+        status.to_text()
+    };
+    let write = async {
+        let mut rest = answer.as_bytes();
+        while !rest.is_empty() {
+            stream.writable().await?;
+            match stream.try_write(rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), write).await;
 }
 
 pub fn command(p: &mut lexopt::Parser) -> Result<(), Failure> {

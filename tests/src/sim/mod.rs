@@ -152,8 +152,6 @@ pub struct Sim {
     pub arrived: Vec<(usize, usize)>,
     /// Events handled (a measure of the work done).
     pub events: u64,
-    /// Datagrams sent, by tunnel message type (the first byte).
-    pub kinds: [u64; 8],
 }
 
 impl Sim {
@@ -181,7 +179,6 @@ impl Sim {
             out: Outbox::default(),
             arrived: Vec::new(),
             events: 0,
-            kinds: [0; 8],
         };
         for i in 0..n {
             let id = pki.identity(i);
@@ -328,7 +325,6 @@ impl Sim {
         for (to, bytes) in out.sends.drain(..) {
             self.nodes[i].sent_bytes += bytes.len() as u64;
             self.nodes[i].sent_datagrams += 1;
-            self.kinds[usize::from(bytes.first().copied().unwrap_or(0)).min(7)] += 1;
             let Some(&j) = self.by_addr.get(&to) else {
                 continue;
             };
