@@ -152,6 +152,8 @@ pub struct Sim {
     pub arrived: Vec<(usize, usize)>,
     /// Events handled (a measure of the work done).
     pub events: u64,
+    /// The nodes the registry's node routes to, as of a second.
+    registry_view: (u64, Vec<usize>),
 }
 
 impl Sim {
@@ -179,6 +181,7 @@ impl Sim {
             out: Outbox::default(),
             arrived: Vec::new(),
             events: 0,
+            registry_view: (u64::MAX, Vec::new()),
         };
         for i in 0..n {
             let id = pki.identity(i);
@@ -377,13 +380,25 @@ impl Sim {
             Job::Bootstrap => {
                 // re6st's registry: a random node its own node (node 0)
                 // has a route to, or none (HTTP 204) when it routes to
-                // nobody or is down.
-                let routed: Vec<usize> = (0..self.nodes.len())
-                    .filter(|&j| j != i && self.alive(0) && self.alive(j))
-                    .filter(|&j| j == 0 || matches!(self.path(0, j), Path::Reached { .. }))
-                    .collect();
-                if !routed.is_empty() {
-                    let j = routed[(self.random() % routed.len() as u64) as usize];
+                // nobody or is down. What node 0 routes to is found again
+                // at most once a second (O(N) a time).
+                if self.registry_view.0 != self.now / 1000 || self.registry_view.1.is_empty() {
+                    let routed = (0..self.nodes.len())
+                        .filter(|&j| self.alive(0) && self.alive(j))
+                        .filter(|&j| j == 0 || matches!(self.path(0, j), Path::Reached { .. }))
+                        .collect();
+                    self.registry_view = (self.now / 1000, routed);
+                }
+                let pick = self.random() as usize;
+                let routed = &self.registry_view.1;
+                let k = pick % routed.len().max(1);
+                let j = routed
+                    .get(k)
+                    .filter(|&&j| j != i)
+                    .or_else(|| routed.get((k + 1) % routed.len().max(1)))
+                    .copied()
+                    .filter(|&j| j != i);
+                if let Some(j) = j {
                     let p = self.nodes[j].id.subnet.node;
                     return RegistryResult::Bootstrap(Some((p, vec![self.nodes[j].addr])));
                 }
