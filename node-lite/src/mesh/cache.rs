@@ -96,6 +96,11 @@ impl PeerCache {
         self.peers.is_empty()
     }
 
+    /// The prefixes of the peers remembered.
+    pub fn prefixes(&self) -> impl Iterator<Item = Prefix> + '_ {
+        self.peers.iter().map(Peer::prefix)
+    }
+
     pub fn get(&self, prefix: Prefix) -> Option<&Peer> {
         self.peers.iter().find(|p| p.prefix() == prefix)
     }

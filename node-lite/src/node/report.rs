@@ -132,6 +132,14 @@ impl Node {
                 replays_rejected: st.replays_rejected,
             },
             peer_cache: self.cache.len(),
+            peer_cache_peers: self
+                .cache
+                .prefixes()
+                .map(|p| {
+                    self.subnet_of(p)
+                        .map_or_else(|| p.to_cn(), |n| n.to_string())
+                })
+                .collect(),
             dropped_packets: self.dropped,
         }
     }

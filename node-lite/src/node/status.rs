@@ -30,6 +30,8 @@ pub struct Status {
     pub routes: Vec<Route>,
     pub babel: BabelCounts,
     pub peer_cache: usize,
+    /// The subnets of the peers in the cache.
+    pub peer_cache_peers: Vec<String>,
     pub dropped_packets: u64,
 }
 
@@ -261,7 +263,13 @@ impl Status {
             )
             .raw(
                 "peer_cache",
-                Object::new().num("size", self.peer_cache).finish(),
+                Object::new()
+                    .num("size", self.peer_cache)
+                    .raw(
+                        "peers",
+                        json::array(self.peer_cache_peers.iter().map(|p| json::string(p))),
+                    )
+                    .finish(),
             )
             .num("dropped_packets", self.dropped_packets)
             .finish()
@@ -477,6 +485,7 @@ mod tests {
                 ..BabelCounts::default()
             },
             peer_cache: 4,
+            peer_cache_peers: vec!["2001:db8:42:1::/64".into()],
             dropped_packets: 0,
         }
     }
@@ -502,7 +511,7 @@ mod tests {
             r#""neighbours":[{"tunnel":1,"interface":null,"address":"fe80::9","reach":"ffff","rxcost":96,"txcost":96,"cost":96,"rtt_ms":null}]"#,
             r#""routes":[{"prefix":"2001:db8:42::/68","from":"::/0","metric":96,"tunnel":1,"interface":null"#,
             r#""stats":{"routes":2,"max_routes":4096,"table_full":0"#,
-            r#""peer_cache":{"size":4}"#,
+            r#""peer_cache":{"size":4,"peers":["2001:db8:42:1::/64"]}"#,
             r#""dropped_packets":0"#,
         ] {
             assert!(j.contains(part), "{part}\nnot in\n{j}");
