@@ -1146,3 +1146,48 @@ fn a_route_flood_does_not_keep_legitimate_routes_out() {
     );
     assert!(s.route(0, own(2)).is_some() && s.route(0, own(4)).is_some());
 }
+
+/// A full table of alternatives does not keep a destination out (found by the
+/// network simulator: with 20 neighbours and 1,000 nodes, 4,096 routes held four
+/// routes per destination and new nodes were refused for minutes). Four neighbours
+/// on one LAN each offer 24 destinations; node 0 holds 40 routes: every destination
+/// gets one.
+#[test]
+fn a_full_table_keeps_one_route_per_destination_before_alternatives() {
+    let mut s = Sim::new(5, None);
+    let mut all = Vec::new();
+    for i in 0..5 {
+        let mut cfg = EngineConfig::new(rid(i), 0xfa11 + i as u64);
+        if i == 0 {
+            (cfg.limits.routes, cfg.limits.sources) = (40, 200);
+        }
+        s.nodes[i] = Engine::new(cfg, s.now);
+        let now = s.now;
+        s.nodes[i].originate(now, own(i), Prefix::DEFAULT);
+        if i > 0 {
+            all.push(own(i));
+            for k in 0..5u16 {
+                let q = Prefix::from_addr(
+                    Ipv6Addr::new(0x2001, 0xdb8, 0x300 + i as u16, k, 0, 0, 0, 0),
+                    64,
+                );
+                s.nodes[i].originate(now, q, Prefix::DEFAULT);
+                all.push(q);
+            }
+        }
+    }
+    s.connect(&[1, 2, 3, 4], LinkKind::Wired, HELLO, 1);
+    s.run_for(10);
+    for i in 1..5 {
+        s.connect(&[0, i], LinkKind::Wired, HELLO, 1);
+    }
+    let reached = |s: &Sim| all.iter().filter(|q| s.route(0, **q).is_some()).count();
+    let t = s.run_until(60, |s| reached(s) == all.len());
+    assert!(
+        t.is_some(),
+        "{} of {} destinations after 60 s ({} routes refused)",
+        reached(&s),
+        all.len(),
+        s.nodes[0].stats().table_full
+    );
+}

@@ -2,10 +2,11 @@
 //!
 //! Tables are bounded, so a member announcing thousands of prefixes could otherwise
 //! keep every later route out until its own expire (minutes). Instead, when the route
-//! table is full, a newcomer takes the place of a route held by the neighbour that
-//! holds the most, as long as that neighbour holds more than the newcomer's (a fair
-//! share, so a flooder only ever displaces itself); a tunnel peer's own certified
-//! prefix always gets in. Neighbours whose updates were refused are asked for a full
+//! table is full, a route to a destination we have no route to takes the place of an
+//! alternative not in use (reachability before redundancy); otherwise a newcomer takes
+//! the place of a route held by the neighbour that holds the most, as long as that
+//! neighbour holds more than the newcomer's (a fair share, so a flooder only ever
+//! displaces itself); a tunnel peer's own certified prefix always gets in. Neighbours whose updates were refused are asked for a full
 //! dump as soon as room frees, so recovery takes one round trip, not an update
 //! interval.
 
@@ -40,20 +41,39 @@ impl Engine {
             .max_by_key(|&(_, c)| c)
             .unwrap_or((n.0, 0));
         let newcomer = held(n.0);
-        let victim = if self.protected(prefix, src) || most > newcomer + 1 {
-            // Of the heaviest neighbour's routes, one not in use if any.
-            let candidates = || {
-                self.routes.iter().enumerate().filter(|(_, r)| {
-                    r.neighbour.0 == heaviest && !self.protected(&r.prefix, &r.src_prefix)
-                })
-            };
-            candidates()
-                .find(|(_, r)| !r.installed)
-                .or_else(|| candidates().next_back())
-                .map(|(i, _)| i)
+        // A destination we have no route to goes before a spare route to one
+        // we reach: an alternative that is not installed (the heaviest
+        // neighbour's first) makes room. Without this a full table of
+        // alternatives kept new nodes out: a 1,000-node network with 20
+        // neighbours per node had 18 % of its pairs apart after 8 minutes.
+        let spare = |i: Option<usize>| {
+            self.routes.iter().position(|r| {
+                !r.installed
+                    && i.is_none_or(|i| r.neighbour.0 == i)
+                    && !self.protected(&r.prefix, &r.src_prefix)
+            })
+        };
+        let victim = if self.destination(prefix, src).is_empty() {
+            spare(Some(heaviest)).or_else(|| spare(None))
         } else {
             None
         };
+        let victim = victim.or_else(|| {
+            if self.protected(prefix, src) || most > newcomer + 1 {
+                // Of the heaviest neighbour's routes, one not in use if any.
+                let candidates = || {
+                    self.routes.iter().enumerate().filter(|(_, r)| {
+                        r.neighbour.0 == heaviest && !self.protected(&r.prefix, &r.src_prefix)
+                    })
+                };
+                candidates()
+                    .find(|(_, r)| !r.installed)
+                    .or_else(|| candidates().next_back())
+                    .map(|(i, _)| i)
+            } else {
+                None
+            }
+        });
         match victim {
             Some(r) => {
                 self.flush_route(now, r);
