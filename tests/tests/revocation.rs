@@ -27,7 +27,6 @@ fn options() -> Options {
     }
 }
 
-/// The tunnel rows of a `status --json` (each from its `{"id":`).
 const VERSION: &str = r#""network_config_version":"#;
 /// Node `j`'s subnet is in node `i`'s peer cache.
 fn in_peer_cache(m: &Mesh, i: usize, j: usize) -> bool {
@@ -40,6 +39,7 @@ fn in_peer_cache(m: &Mesh, i: usize, j: usize) -> bool {
     cache.contains(&format!("\"{}\"", m.nodes[j].prefix))
 }
 
+/// The tunnel rows of a `status --json` (each from its `{"id":`).
 fn tunnel_rows(status: &str) -> Vec<&str> {
     let Some(start) = status.find(r#""tunnels":["#) else {
         return Vec::new();
@@ -120,8 +120,11 @@ fn revoked_peer_tunnel_is_torn_down() {
         m.registry.log()
     );
     let ups_before = ups(&m, 0, 1);
+    // Node 2 opened a tunnel to node 1, a configured peer (maybe a few
+    // seconds after its other one).
+    let cached = wait_until(Duration::from_secs(15), || in_peer_cache(&m, 2, 1));
     assert!(
-        in_peer_cache(&m, 2, 1),
+        cached.is_some(),
         "node 2's peer cache lacks node 1\n{}",
         m.status_json(2)
     );

@@ -455,9 +455,12 @@ impl Manager {
                 .min(BOOTSTRAP_MAX_MS);
             self.next_bootstrap = now.add_millis(wait);
             out.push(Action::Bootstrap);
-            // A slot kept for the peer it brings (re6st asks the registry
-            // before it looks at routed nodes).
-            need -= 1;
+            // A slot kept for the peer it brings, when routed nodes (of our
+            // island) would take it: re6st asks the registry before it looks
+            // at them. Configured peers at start do not wait.
+            if !routes.is_empty() {
+                need -= 1;
+            }
         }
         let mut candidates: Vec<Prefix> = routes
             .iter()
