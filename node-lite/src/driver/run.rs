@@ -407,6 +407,7 @@ async fn run(config: Config) -> Result<(), Failure> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     lan.stop(&mut d.os.nl);
     d.os.remove_routes();
+    d.core.save_cache(now(), &mut d.os);
     let _ = std::fs::remove_file(super::status::socket_path(&config.run_dir));
     let dropped = d.core.dropped() + d.os.dropped;
     if dropped > 0 {

@@ -487,7 +487,8 @@ impl Node {
     }
 
     /// Stop: withdraw our routes and close every tunnel (peers learn it at
-    /// once rather than after the dead-peer timeout), save the cache.
+    /// once rather than after the dead-peer timeout). The driver saves the
+    /// cache ([`Self::save_cache`]) once the goodbyes had time to go.
     pub fn shutdown(&mut self, t: Instant, io: &mut impl Io) {
         self.engine
             .withdraw(t, babel_prefix(self.subnet), BabelPrefix::DEFAULT);
@@ -497,10 +498,11 @@ impl Node {
             let _ = self.endpoint.close(t, tid);
         }
         self.flush(t, io);
-        self.save_cache(t, io);
     }
 
-    fn save_cache(&mut self, t: Instant, io: &mut impl Io) {
+    /// Write the peer cache now (it is also written at most once a minute
+    /// while it changes).
+    pub fn save_cache(&mut self, t: Instant, io: &mut impl Io) {
         self.cache_saved = t;
         self.cache_dirty = false;
         io.save(
