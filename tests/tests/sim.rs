@@ -16,7 +16,7 @@ fn pki() -> Pki {
 fn hops(sim: &Sim, a: usize, b: usize) -> Vec<usize> {
     match sim.path(a, b) {
         Path::Reached { hops, .. } => hops,
-        Path::Lost => Vec::new(),
+        Path::Lost { .. } => Vec::new(),
     }
 }
 
@@ -99,7 +99,7 @@ fn a_revocation_spreads_by_version_gossip_and_cuts_the_node_off() {
     let deadline = sim.now + 5 * MIN;
     loop {
         let cut_off = (0..n).filter(|&i| i != 3).all(|i| {
-            matches!(sim.path(i, 3), Path::Lost)
+            matches!(sim.path(i, 3), Path::Lost { .. })
                 && sim
                     .node(i)
                     .is_some_and(|c| c.tunnels().all(|(_, s)| !s.contains(sim.address(3))))
@@ -121,7 +121,7 @@ fn a_revocation_spreads_by_version_gossip_and_cuts_the_node_off() {
     sim.run_until(sim.now + 5 * MIN);
     assert!((0..n)
         .filter(|&i| i != 3)
-        .all(|i| matches!(sim.path(i, 3), Path::Lost)));
+        .all(|i| matches!(sim.path(i, 3), Path::Lost { .. })));
     assert_eq!(sim.reached(&others), others.len());
 }
 
@@ -139,7 +139,7 @@ fn a_hundred_nodes() {
     let Some(t) = sim.run_until_reached(&all, 10_000, 30 * MIN) else {
         let lost: Vec<String> = all
             .iter()
-            .filter(|&&(a, b)| matches!(sim.path(a, b), Path::Lost))
+            .filter(|&&(a, b)| matches!(sim.path(a, b), Path::Lost { .. }))
             .take(10)
             .map(|&(a, b)| format!("{a} -> {b}: {}", sim.explain(a, b)))
             .collect();

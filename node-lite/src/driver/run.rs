@@ -215,13 +215,14 @@ async fn run(config: Config) -> Result<(), Failure> {
         .map_err(|e| setup_error(&format!("status socket in {}", config.run_dir.display()), e))?;
 
     let t0 = now();
+    // The registry worker's copy (it runs on its own thread).
     let registry_id = (*id).clone();
     let core = Node::new(
         Start {
             cache: PeerCache::load(&state, config.peer_cache as usize),
             seqno: load_seqno(&state),
             config: config.clone(),
-            id: (*id).clone(),
+            id: *id,
             netconf,
             ipv4: udp4.is_ok(),
             ipv6: udp6.is_ok(),
@@ -250,7 +251,7 @@ async fn run(config: Config) -> Result<(), Failure> {
         .ok();
     info!(
         "node {} ({address}) on {} mtu {mtu}, UDP port {}, offloads: TUN {}, UDP {}",
-        id.subnet,
+        registry_id.subnet,
         tun.name(),
         config.port,
         tun.offload(),
@@ -578,9 +579,7 @@ impl Driver {
                 from,
                 to,
                 bytes,
-            } => self
-                .core
-                .handle_lan_babel(t, index, from, to, &bytes, &mut self.os),
+            } => self.core.handle_lan_babel(t, index, from, to, &bytes),
             Received::Beacon { index, from, bytes } => {
                 self.core.handle_beacon(t, index, from, &bytes);
             }

@@ -10,12 +10,12 @@ use registry_client::cert::{self, Certificate};
 use registry_client::state::{CERT_FILE, NETCONFIG_FILE};
 use registry_client::Prefix;
 
-use super::data::BABEL_PORT;
+use super::data::ALL_NODES;
 use super::registry::{Job, RegistryResult};
 use super::routing::Link as RouteLink;
 use super::settings::settings;
 use super::{babel_prefix, beacon, Counters, Io, Node, Peer};
-use crate::babel::wire::INFINITY;
+use crate::babel::wire::{INFINITY, MULTICAST as BABEL_GROUP, PORT as BABEL_PORT};
 use crate::babel::{LinkId, Prefix as BabelPrefix};
 use crate::ip::Udp;
 use crate::mesh::ctl;
@@ -45,7 +45,14 @@ impl Node {
         while let Some(tx) = self.engine.poll_transmit(t, &mut payload) {
             let bytes = &payload[..tx.len];
             match self.tunnel_of.get(&tx.link) {
-                Some(&tid) => self.send_babel_in(t, tid, tx.dst, bytes, io),
+                Some(&tid) => {
+                    let dst = if tx.dst.is_multicast() {
+                        BABEL_GROUP
+                    } else {
+                        tx.dst
+                    };
+                    self.send_on_link(t, tid, dst, BABEL_PORT, bytes, io);
+                }
                 None => {
                     if let Some(lan) = self.lans.iter().find(|l| l.link == tx.link) {
                         io.send_lan_babel(lan.index, tx.dst, bytes);
@@ -114,7 +121,8 @@ impl Node {
                 self.cache_dirty = true;
                 // Tell the peer how we see it (its public address) and the
                 // network version we know.
-                self.send_link_ctl(t, id, &ctl::Msg::Seen(addr), io);
+                let seen = ctl::Msg::Seen(addr).encode();
+                self.send_on_link(t, id, ALL_NODES, ctl::PORT, &seen, io);
                 self.announce_version(t, Some(id), io);
             }
             Event::Rekeyed { id } => debug!("tunnel {id} rekeyed"),
@@ -259,7 +267,6 @@ impl Node {
                 self.on_certificate(&c, io);
             }
         }
-        self.flush(t, io);
     }
 
     /// The registry answered a renewal: a new certificate is stored and used
@@ -367,13 +374,14 @@ impl Node {
         let Some(v) = self.versions.known() else {
             return;
         };
-        let msg = ctl::Msg::Version(v.clone());
+        // Encoded once for every peer.
+        let msg = ctl::Msg::Version(v.clone()).encode();
         let tids: Vec<TunnelId> = match to {
             Some(t) => vec![t],
             None => self.peers.keys().copied().collect(),
         };
         for tid in tids {
-            self.send_link_ctl(t, tid, &msg, io);
+            self.send_on_link(t, tid, ALL_NODES, ctl::PORT, &msg, io);
         }
     }
 

@@ -12,17 +12,15 @@ use crate::mesh::ctl;
 use crate::time::Instant;
 use crate::tunnel::{Action, TunnelId};
 
-/// Babel's port and group ([RFC 8966 §5]).
-pub(super) const BABEL_PORT: u16 = 6696;
-const BABEL_GROUP: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 6);
-const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+/// All nodes: where control messages about the link go.
+pub(super) const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
 impl Node {
     /// A datagram from the underlay.
     pub fn handle_datagram(&mut self, t: Instant, from: SocketAddr, d: &[u8], io: &mut impl Io) {
         let mut pkt = std::mem::take(&mut self.pkt);
         match self.endpoint.decapsulate(t, from, d, &mut pkt) {
-            crate::tunnel::Action::WriteToNetwork(to, bytes) => {
+            Action::WriteToNetwork(to, bytes) => {
                 io.send(to, bytes);
                 // A handshake may have brought a tunnel up: known before the
                 // next datagram of this batch, its first data, is handled.
@@ -186,43 +184,25 @@ impl Node {
         self.scratch = pkt;
     }
 
-    /// A Babel packet to the peer at the other end of tunnel `tid`.
-    pub(super) fn send_babel_in(
+    /// A packet from our link-local address to the peer itself at the
+    /// other end of tunnel `tid` (hop limit 1): Babel, or a control message
+    /// about the link.
+    pub(super) fn send_on_link(
         &mut self,
         t: Instant,
         tid: TunnelId,
         dst: Ipv6Addr,
+        port: u16,
         payload: &[u8],
         io: &mut impl Io,
     ) {
-        let dst = if dst.is_multicast() { BABEL_GROUP } else { dst };
         let u = Udp {
             src: self.link_local,
             dst,
-            src_port: BABEL_PORT,
-            dst_port: BABEL_PORT,
+            src_port: port,
+            dst_port: port,
             hop_limit: 1,
             payload,
-        };
-        self.send_packet_in(t, tid, &u, io);
-    }
-
-    /// A control message to the peer at the other end of tunnel `tid`.
-    pub(super) fn send_link_ctl(
-        &mut self,
-        t: Instant,
-        tid: TunnelId,
-        msg: &ctl::Msg,
-        io: &mut impl Io,
-    ) {
-        let msg = msg.encode();
-        let u = Udp {
-            src: self.link_local,
-            dst: ALL_NODES,
-            src_port: ctl::PORT,
-            dst_port: ctl::PORT,
-            hop_limit: 1,
-            payload: &msg,
         };
         self.send_packet_in(t, tid, &u, io);
     }

@@ -57,7 +57,6 @@ impl Node {
         from: SocketAddrV6,
         to: Ipv6Addr,
         bytes: &[u8],
-        io: &mut impl Io,
     ) {
         let Some(lan) = self.lans.iter().find(|l| l.index == index) else {
             return;
@@ -72,7 +71,6 @@ impl Node {
         let from = SocketAddrV6::new(*from.ip(), from.port(), 0, 0);
         let link = lan.link;
         self.engine.handle_packet(t, link, from, to, bytes);
-        self.flush(t, io);
     }
 
     /// A discovery beacon from `from` on LAN interface `index`.

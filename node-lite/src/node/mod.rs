@@ -198,8 +198,13 @@ pub struct Node {
     scratch: Vec<u8>,
 }
 
+/// The node's prefixes as Babel's, and back.
 fn babel_prefix(n: Ipv6Net) -> BabelPrefix {
     BabelPrefix::from_addr(n.addr(), n.prefix_len())
+}
+
+fn net_of(p: &BabelPrefix) -> Ipv6Net {
+    Ipv6Net::new(p.addr(), p.len())
 }
 
 /// Independent 32-byte values from one seed.
@@ -461,7 +466,6 @@ impl Node {
             self.save_cache(t, io);
         }
         self.lan_timers(t, io);
-        self.flush(t, io);
     }
 
     /// Check the network config now (SIGHUP).
@@ -471,7 +475,8 @@ impl Node {
 
     /// Carry out what the state machines queued: tunnel control datagrams
     /// and events, Babel packets, route changes, the version to pass on.
-    /// Every `handle_*` ends with it; the driver calls it once per turn.
+    /// The `handle_*` calls leave that to it, so the caller calls it after
+    /// them (the driver once per turn, after every input of the turn).
     pub fn flush(&mut self, t: Instant, io: &mut impl Io) {
         self.endpoint_output(t, io);
         self.babel_output(t, io);

@@ -4,15 +4,9 @@
 use std::net::Ipv6Addr;
 
 use super::status::{self, Status};
-use super::Node;
-use crate::babel::LinkId;
+use super::{net_of, Node};
 use crate::mesh::manager::{Dir, State as MeshState};
-use crate::net::Ipv6Net;
 use crate::time::Instant;
-
-fn net_of(p: &crate::babel::Prefix) -> Ipv6Net {
-    Ipv6Net::new(p.addr(), p.len())
-}
 
 fn state_name(s: MeshState) -> &'static str {
     match s {
@@ -27,7 +21,6 @@ impl Node {
     /// The status report, as of `t`.
     pub fn status(&self, t: Instant) -> Status {
         let rtt_ms = |us: Option<u32>| us.map(|u| f64::from(u) / 1000.0);
-        let lan_name = |link: LinkId| self.lan_name(link);
         let mut tunnels: Vec<status::Tunnel> = self
             .mesh
             .tunnels()
@@ -100,7 +93,7 @@ impl Node {
                 .neighbours(t)
                 .map(|n| status::Neighbour {
                     tunnel: self.tunnel_of.get(&n.link).copied(),
-                    interface: lan_name(n.link),
+                    interface: self.lan_name(n.link),
                     address: n.address,
                     reach: n.reach,
                     rxcost: n.rxcost,
@@ -118,7 +111,7 @@ impl Node {
                     from: net_of(&r.src_prefix),
                     metric: r.metric,
                     tunnel: self.tunnel_of.get(&r.link).copied(),
-                    interface: lan_name(r.link),
+                    interface: self.lan_name(r.link),
                     next_hop: r.next_hop,
                     router_id: r.router_id.0,
                 })

@@ -8,7 +8,8 @@ use std::net::Ipv6Addr;
 
 use log::debug;
 
-use crate::babel::{LinkId, Prefix as BabelPrefix, RouteEvent};
+use super::net_of;
+use crate::babel::{LinkId, RouteEvent};
 use crate::fib::Fib;
 use crate::net::Ipv6Net;
 use crate::tunnel::TunnelId;
@@ -42,10 +43,6 @@ pub struct KernelRoute {
 
 /// The kernel route wanted for (`dst`, `src`); `None`: none of ours.
 pub type KernelChange = (Ipv6Net, Ipv6Net, Option<KernelRoute>);
-
-fn net_of(p: &BabelPrefix) -> Ipv6Net {
-    Ipv6Net::new(p.addr(), p.len())
-}
 
 pub struct Routing {
     network: Ipv6Net,
@@ -165,7 +162,7 @@ impl Routing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::babel::{RouteInfo, RouterId, SeqNo};
+    use crate::babel::{Prefix as BabelPrefix, RouteInfo, RouterId, SeqNo};
 
     fn net(s: &str) -> Ipv6Net {
         s.parse().unwrap()
@@ -176,8 +173,7 @@ mod tests {
     }
 
     fn bp(s: &str) -> BabelPrefix {
-        let n = net(s);
-        BabelPrefix::from_addr(n.addr(), n.prefix_len())
+        super::super::babel_prefix(net(s))
     }
 
     fn route(dst: &str, src: &str, link: usize, metric: u16) -> RouteInfo {

@@ -124,8 +124,26 @@ pub enum Path {
     /// It arrived, through these nodes (source and destination included),
     /// with this one-way underlay latency in all.
     Reached { hops: Vec<usize>, latency_ms: f64 },
-    /// No route somewhere, a loop, or a dead node on the way.
-    Lost,
+    /// It stopped after `hops` (the last is where it stopped), for `why`.
+    Lost { hops: Vec<usize>, why: Lost },
+}
+
+/// Why a packet did not arrive.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Lost {
+    /// The node it was at is dead.
+    Dead,
+    NoRoute,
+    /// Its route's tunnel leads to no node.
+    NoPeer,
+    /// The next node is dead.
+    NextDead(usize),
+    /// The underlay link to the next node is cut.
+    Cut(usize),
+    /// The next node was passed already.
+    Loop(usize),
+    /// 64 hops and still going.
+    TooLong,
 }
 
 pub struct Sim {
@@ -465,19 +483,24 @@ impl Sim {
         let mut latency_ms = 0.0;
         let mut at = a;
         while at != b {
+            let lost = |hops, why| Path::Lost { hops, why };
             let Some(core) = self.node(at) else {
-                return Path::Lost;
+                return lost(hops, Lost::Dead);
+            };
+            let Some(tid) = core.route(dst, src) else {
+                return lost(hops, Lost::NoRoute);
             };
             let next = core
-                .route(dst, src)
-                .and_then(|tid| core.peer_addr(tid))
+                .peer_addr(tid)
                 .and_then(|addr| self.by_addr.get(&addr).copied());
-            let Some(next) = next.filter(|&n| self.alive(n) && hops.len() < 64) else {
-                return Path::Lost;
+            let next = match next {
+                None => return lost(hops, Lost::NoPeer),
+                Some(n) if !self.alive(n) => return lost(hops, Lost::NextDead(n)),
+                Some(n) if hops.contains(&n) => return lost(hops, Lost::Loop(n)),
+                Some(n) if self.underlay.is_cut(at, n) => return lost(hops, Lost::Cut(n)),
+                Some(_) if hops.len() >= 64 => return lost(hops, Lost::TooLong),
+                Some(n) => n,
             };
-            if hops.contains(&next) || self.underlay.is_cut(at, next) {
-                return Path::Lost;
-            }
             latency_ms += self.underlay.path(at, next).latency_ms;
             hops.push(next);
             at = next;
@@ -485,36 +508,25 @@ impl Sim {
         Path::Reached { hops, latency_ms }
     }
 
-    /// Why `a` does not reach `b`, for failure messages: the hops taken and
-    /// what stopped the packet.
+    /// Why `a` does not reach `b`, for failure messages.
     pub fn explain(&self, a: usize, b: usize) -> String {
-        let (src, dst) = (self.address(a), self.address(b));
-        let mut hops = vec![a];
-        let mut at = a;
-        while at != b && hops.len() < 64 {
-            let Some(core) = self.node(at) else {
-                return format!("{hops:?}: node {at} is dead");
-            };
-            let Some(tid) = core.route(dst, src) else {
-                let t = Instant::from_millis(self.now);
-                let (routes, nbs) = core.table_sizes(t);
-                return format!(
+        match self.path(a, b) {
+            Path::Reached { hops, .. } => format!("{hops:?}"),
+            Path::Lost {
+                hops,
+                why: Lost::NoRoute,
+            } => {
+                let at = *hops.last().expect("the source");
+                let (routes, nbs) = self
+                    .node(at)
+                    .expect("alive")
+                    .table_sizes(Instant::from_millis(self.now));
+                format!(
                     "{hops:?}: node {at} has no route ({routes} Babel routes, {nbs} neighbours)"
-                );
-            };
-            let next = core
-                .peer_addr(tid)
-                .and_then(|addr| self.by_addr.get(&addr).copied());
-            let Some(next) = next else {
-                return format!("{hops:?}: node {at}'s tunnel {tid} has no peer");
-            };
-            if hops.contains(&next) {
-                return format!("{hops:?} -> {next}: a loop");
+                )
             }
-            hops.push(next);
-            at = next;
+            Path::Lost { hops, why } => format!("{hops:?}: {why:?}"),
         }
-        format!("{hops:?}")
     }
 
     /// Pairs of live nodes (or of all nodes, before any started): all of

@@ -147,7 +147,7 @@ impl Pki {
             &self.ca_key,
             self.ca.subject(),
             &subject,
-            serial(i as u64 + 2),
+            serial(Self::serial(i)),
             &self.node_key,
             NOT_BEFORE,
             NOT_AFTER,
