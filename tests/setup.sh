@@ -10,7 +10,8 @@ VENV=${RE6ST_VENV:-/opt/re6st-lite/venv}
 PACKAGES=(ca-certificates curl git gcc libc6-dev python3 python3-venv openssl iproute2 iputils-ping
           babeld ndisc6 iperf3 tcpdump
           faketime  # wall clock offsets: certificate renewal (tests/tests/renewal.rs)
-          busybox shellcheck)  # OpenWrt package: init script under ash, shellcheck
+          busybox shellcheck  # OpenWrt package: init script under ash, shellcheck
+          systemd)  # Debian package: systemd-analyze verify/security on its unit
 
 die() { echo "tests/setup: $*" >&2; exit 1; }
 have() { command -v "$1" >/dev/null 2>&1; }

@@ -29,6 +29,12 @@ pub struct Node {
     pub options: Vec<String>,
     /// Run with another wall clock than ours (libfaketime).
     pub clock: Option<Clock>,
+    /// What runs the node instead of the tested binary: a program and its
+    /// arguments, the node's own arguments after them (an installed binary,
+    /// `setpriv ... /path/re6st-lite`).
+    pub launcher: Vec<String>,
+    /// `run -c FILE` (the `-o` options still override it).
+    pub config: Option<PathBuf>,
 }
 
 /// A node's wall clock, through libfaketime; the monotonic clock stays real.
@@ -146,6 +152,8 @@ impl Mesh {
             dev,
             options: Vec::new(),
             clock: None,
+            launcher: Vec::new(),
+            config: None,
         });
         i
     }
@@ -183,15 +191,11 @@ impl Mesh {
         let n = &mut self.nodes[i];
         let state = format!("state_dir={}", n.dir.display());
         let run = format!("run_dir={}", n.run_dir.display());
-        let mut args = vec![
-            "--log-level".to_string(),
-            "debug".into(),
-            "run".into(),
-            "-o".into(),
-            state,
-            "-o".into(),
-            run,
-        ];
+        let mut args = vec!["--log-level".to_string(), "debug".into(), "run".into()];
+        if let Some(c) = &n.config {
+            args.extend(["-c".into(), c.display().to_string()]);
+        }
+        args.extend(["-o".into(), state, "-o".into(), run]);
         for p in peers {
             args.push("-o".into());
             args.push(format!("peer={p}"));
@@ -221,7 +225,10 @@ impl Mesh {
                 a.extend(args);
                 ("env".to_string(), a)
             }
-            None => (bin, args),
+            None => match n.launcher.split_first() {
+                Some((program, first)) => (program.clone(), [first, &args[..]].concat()),
+                None => (bin, args),
+            },
         };
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         n.proc = Some(n.ns.spawn(&program, &args, &n.log));

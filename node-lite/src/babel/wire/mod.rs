@@ -158,10 +158,26 @@ impl fmt::Display for RouterId {
 
 /// An IPv6 prefix, bits past `len` zero. IPv4 prefixes are kept v4-mapped
 /// (`::ffff:a.b.c.d`, `len` + 96), as babeld does.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Prefix {
     addr: [u8; 16],
     len: u8,
+}
+
+/// The derived order, by address bytes then length, compared as one integer:
+/// route and source tables are binary-searched by prefix on every update, and
+/// a byte-wise compare was a tenth of a 1,000-node simulation's time.
+impl Ord for Prefix {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        (u128::from_be_bytes(self.addr), self.len)
+            .cmp(&(u128::from_be_bytes(other.addr), other.len))
+    }
+}
+
+impl PartialOrd for Prefix {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 // `len` is the prefix length in bits, not a container size.
