@@ -41,7 +41,9 @@ pub const OPTIONS: &[Opt] = &[
     Opt { name: "run_dir", kind: Kind::Path, default: "/var/run/re6st",
           help: "Runtime files: the root-only status socket." },
     Opt { name: "registry", kind: Kind::Text, default: "",
-          help: "URL of the re6st registry, e.g. http://re6st.example.com/ (registration, renewal, network config)." },
+          help: "URL of the re6st registry, e.g. http://re6st.example.com/ or https:// (registration, renewal, network config)." },
+    Opt { name: "registry_ca", kind: Kind::Path, default: "/etc/ssl/certs/ca-certificates.crt",
+          help: "CA certificates (PEM) an https:// registry's server certificate is checked against." },
     Opt { name: "fingerprint", kind: Kind::Text, default: "",
           help: "Expected CA fingerprint, sha256:<64 hex digits>; unset trusts the CA served on first registration." },
     Opt { name: "token", kind: Kind::Text, default: "",
@@ -93,6 +95,7 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub run_dir: PathBuf,
     pub registry: Option<String>,
+    pub registry_ca: PathBuf,
     pub fingerprint: Option<String>,
     pub token: Option<String>,
     pub email: Option<String>,
@@ -118,6 +121,7 @@ impl Default for Config {
             state_dir: PathBuf::new(),
             run_dir: PathBuf::new(),
             registry: None,
+            registry_ca: PathBuf::from(registry_client::http::SYSTEM_CA_FILE),
             fingerprint: None,
             token: None,
             email: None,
@@ -191,8 +195,9 @@ impl Config {
         match name {
             "state_dir" => self.state_dir = PathBuf::from(v),
             "run_dir" => self.run_dir = PathBuf::from(v),
+            "registry_ca" => self.registry_ca = PathBuf::from(v),
             "registry" => {
-                // The transport's own check: plain http://, a host, a port.
+                // The transport's own check: http:// or https://, a host, a port.
                 if !v.is_empty() {
                     registry_client::http::HttpTransport::new(v, Default::default())
                         .map_err(|e| e.to_string())?;
@@ -486,7 +491,7 @@ mod tests {
             ("option port 'x'", "line 2: port"),
             ("option gateway 'maybe'", "line 2: gateway"),
             ("option registry 'ftp://x/'", "line 2: registry"),
-            ("option registry 'https://x/'", "plain HTTP"),
+            ("option registry 'https://h..x/'", "line 2: registry"),
             ("option fingerprint 'sha256:abc'", "line 2: fingerprint"),
             (
                 "option interface 'a-very-long-interface-name'",

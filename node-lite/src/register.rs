@@ -42,7 +42,9 @@ Obtain a certificate from a re6st registry and cache the network config
 (what re6st-conf does). An existing valid certificate is kept unless --force.
 
 Options:
-  --registry URL         registry URL, e.g. http://re6st.example.net/
+  --registry URL         registry URL, e.g. http://re6st.example.net/ (or https://)
+  --registry-ca FILE     CA certificates (PEM) for an https:// registry's server
+                         (default: /etc/ssl/certs/ca-certificates.crt)
   --fingerprint ALG:HEX  expected CA fingerprint, sha256:<64 hex digits>
   --anonymous            request an anonymous certificate
   --token TOKEN          token received by e-mail
@@ -56,7 +58,8 @@ Options:
 Exit codes: 0 ok, 2 usage, 10 unreachable, 11 timeout, 12 unexpected HTTP status,
 13 CA fingerprint mismatch, 14 bad CA signature, 15 bad reply HMAC, 16 invalid token,
 17 registration disabled (403), 18 malformed reply, 19 unusable certificate,
-20 registry does not know our prefix, 21 state directory error, 22 key error.";
+20 registry does not know our prefix, 21 state directory error, 22 key error,
+23 TLS (the https:// server's certificate refused).";
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
@@ -75,6 +78,7 @@ enum TokenMode {
 #[derive(Debug)]
 struct Opts {
     registry: String,
+    registry_ca: Option<PathBuf>,
     fingerprint: Option<[u8; 32]>,
     mode: Option<TokenMode>,
     location: Option<String>,
@@ -93,6 +97,7 @@ fn usage(msg: impl Into<String>) -> Failure {
 
 fn parse(p: &mut lexopt::Parser) -> Result<Option<Opts>, Failure> {
     let mut registry = None;
+    let mut registry_ca = None;
     let mut fingerprint = None;
     let mut modes = Vec::new();
     let mut location = None;
@@ -107,6 +112,7 @@ fn parse(p: &mut lexopt::Parser) -> Result<Option<Opts>, Failure> {
                 return Ok(None);
             }
             Long("registry") => registry = Some(p.value()?.string()?),
+            Long("registry-ca") => registry_ca = Some(p.value()?.into()),
             Long("fingerprint") => {
                 let v = p.value()?.string()?;
                 fingerprint = Some(cert::parse_fingerprint(&v).map_err(|e| usage(e.to_string()))?);
@@ -146,6 +152,7 @@ fn parse(p: &mut lexopt::Parser) -> Result<Option<Opts>, Failure> {
     }
     Ok(Some(Opts {
         registry,
+        registry_ca,
         fingerprint,
         mode: modes.pop(),
         location,
@@ -202,7 +209,11 @@ pub fn command(p: &mut lexopt::Parser) -> Result<(), Failure> {
 }
 
 fn transport(o: &Opts) -> Result<HttpTransport, Failure> {
-    HttpTransport::new(&o.registry, o.timeouts).map_err(|e| usage(e.to_string()))
+    let t = HttpTransport::new(&o.registry, o.timeouts).map_err(|e| usage(e.to_string()))?;
+    Ok(match &o.registry_ca {
+        Some(f) => t.with_ca_file(f),
+        None => t,
+    })
 }
 
 fn register(o: &Opts, dir: &StateDir, previous: Option<&Certificate>) -> Result<(), Failure> {

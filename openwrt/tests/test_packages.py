@@ -164,7 +164,7 @@ class Ipk(unittest.TestCase):
         fields = {ln.split(":", 1)[0]: ln.split(":", 1)[1][1:] for ln in lines if not ln.startswith(" ")}
         self.assertEqual(fields["Package"], "re6st-lite")
         self.assertEqual(fields["Version"], f"{build.cargo_version()}-r{META.release}")
-        self.assertEqual(fields["Depends"], "libc, kmod-tun")
+        self.assertEqual(fields["Depends"], "libc, kmod-tun, ca-bundle")
         self.assertEqual(fields["Architecture"], arch)
         self.assertEqual(fields["Section"], "net")
         self.assertEqual(fields["Installed-Size"], str(len(data_tar)))
@@ -236,7 +236,7 @@ class Apk(unittest.TestCase):
         self.assertEqual(info["name"], "re6st-lite")
         self.assertEqual(info["version"], META.version)
         self.assertEqual(info["arch"], arch)
-        self.assertEqual(info["depends"], ["kmod-tun", "libc"])
+        self.assertEqual(info["depends"], ["ca-bundle", "kmod-tun", "libc"])
         self.assertEqual(info["origin"], "feeds/re6st/re6st-lite")
         self.assertEqual(info["license"], "GPL-2.0-or-later")
         self.assertNotIn("\n", info["description"])

@@ -36,6 +36,9 @@ pub mod exit {
     pub const STATE: u8 = 21;
     /// Local key generation or use failed.
     pub const KEY: u8 = 22;
+    /// HTTPS: the registry's server certificate failed verification, or the
+    /// TLS handshake failed.
+    pub const TLS: u8 = 23;
 }
 
 /// Everything that can go wrong talking to a registry or handling its bytes.
@@ -69,6 +72,8 @@ pub enum Error {
     State { path: PathBuf, err: std::io::Error },
     /// Key generation, loading or a private-key operation failed.
     Key(String),
+    /// HTTPS: the server certificate or the TLS handshake was refused.
+    Tls { url: String, reason: String },
 }
 
 impl Error {
@@ -89,6 +94,7 @@ impl Error {
             Error::UnknownNode { .. } => exit::UNKNOWN_NODE,
             Error::State { .. } => exit::STATE,
             Error::Key(_) => exit::KEY,
+            Error::Tls { .. } => exit::TLS,
         }
     }
 
@@ -141,6 +147,7 @@ impl fmt::Display for Error {
             ),
             Error::State { path, err } => write!(f, "{}: {err}", path.display()),
             Error::Key(m) => write!(f, "key: {m}"),
+            Error::Tls { url, reason } => write!(f, "registry {url}: TLS: {reason}"),
         }
     }
 }
@@ -177,6 +184,10 @@ mod tests {
             Error::UnknownNode { prefix: "0".into() },
             Error::state("/x", std::io::Error::other("e")),
             Error::Key("k".into()),
+            Error::Tls {
+                url: "u".into(),
+                reason: "r".into(),
+            },
         ];
         let mut codes: Vec<u8> = all.iter().map(Error::exit_code).collect();
         codes.sort_unstable();

@@ -2,16 +2,23 @@
 //!
 //! [`Transport`] is the seam between the protocol logic ([`crate::client`])
 //! and the network, so the logic can be tested with canned replies. The real
-//! one, [`HttpTransport`], is our own HTTP/1.1 client over `TcpStream`, plain
-//! HTTP only: re6st registries serve plain HTTP, and replies are authenticated
-//! by the CA fingerprint, the CA signatures and the HMAC chain, not by TLS.
-//! The registry needs one request line and three headers, and a reply parser
+//! one, [`HttpTransport`], is our own HTTP/1.1 client over `TcpStream`, or
+//! over rustls for `https://` registries (a registry behind a TLS frontend,
+//! as SlapOS deploys them). Replies are authenticated by the CA fingerprint,
+//! the CA signatures and the HMAC chain either way; TLS adds privacy and
+//! checks the frontend's certificate against the system's CA bundle. The
+//! registry needs one request line and three headers, and a reply parser
 //! ([`parse_reply`], fuzzed); ureq and its HTTP stack cost far more flash
 //! (see the README's design notes).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv6Addr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use crate::Error;
 
@@ -24,6 +31,10 @@ pub const MAX_HEAD: usize = 16 << 10;
 
 /// Name of the header carrying HMACs, both ways.
 pub const HMAC_HEADER: &str = "Re6stHMAC";
+
+/// The CA bundle HTTPS servers are checked against unless the config names
+/// another (OpenWrt's `ca-bundle` package and Debian's `ca-certificates`).
+pub const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// A reply: status, the `Re6stHMAC` header if any, and the body.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,9 +69,9 @@ impl Default for Timeouts {
     }
 }
 
-/// The registry over plain HTTP: one connection per call, closed after the
-/// reply. No proxy from the environment (re6st's client uses none either),
-/// redirects are not followed (a 3xx is an unexpected status).
+/// The registry over HTTP or HTTPS: one connection per call, closed after
+/// the reply. No proxy from the environment (re6st's client uses none
+/// either), redirects are not followed (a 3xx is an unexpected status).
 pub struct HttpTransport {
     /// Where to connect: a name or an IP address (no brackets), and a port.
     host: String,
@@ -72,6 +83,56 @@ pub struct HttpTransport {
     base: String,
     url: String,
     timeouts: Timeouts,
+    /// `https://` only: the CA bundle, and the TLS settings made from it at
+    /// the first call (so that checking a config does not read the bundle).
+    tls: Option<(PathBuf, Option<Arc<ClientConfig>>)>,
+}
+
+/// A connection to the registry, plain or TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            // A server that closes without close_notify (Python's, many
+            // frontends) ends the reply as a plain close would: the framing
+            // decides whether it is complete, and the HMAC whether it is
+            // genuine.
+            Stream::Tls(s) => match s.read(buf) {
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(0),
+                r => r,
+            },
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
 }
 
 fn user_agent() -> String {
@@ -84,20 +145,21 @@ fn user_agent() -> String {
 }
 
 impl HttpTransport {
-    /// `url` is the registry URL as given to re6st-conf (`http://host[:port]/`,
-    /// possibly with a path the proxy strips); the host may be a bracketed
-    /// IPv6 literal.
+    /// `url` is the registry URL as given to re6st-conf
+    /// (`http[s]://host[:port]/`, possibly with a path the proxy strips); the
+    /// host may be a bracketed IPv6 literal. HTTPS servers are checked
+    /// against [`SYSTEM_CA_FILE`] unless [`HttpTransport::with_ca_file`].
     pub fn new(url: &str, timeouts: Timeouts) -> Result<Self, Error> {
-        let Some(rest) = url.strip_prefix("http://") else {
-            return Err(Error::Usage(if url.starts_with("https://") {
-                format!(
-                    "{url}: https:// is not supported: re6st registries serve plain HTTP \
-                     (replies are authenticated by the CA and HMACs); use http://"
-                )
-            } else {
-                format!("{url}: registry URL must start with http://")
-            }));
+        let (rest, https) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+            (Some(rest), _) => (rest, false),
+            (_, Some(rest)) => (rest, true),
+            _ => {
+                return Err(Error::Usage(format!(
+                    "{url}: registry URL must start with http:// or https://"
+                )))
+            }
         };
+        let default_port = if https { 443 } else { 80 };
         let bad = || Error::Usage(format!("{url}: not a registry URL"));
         // The path goes into the request line as is: visible ASCII only.
         if rest.bytes().any(|b| !b.is_ascii_graphic()) || rest.contains(['?', '#', '@']) {
@@ -113,14 +175,14 @@ impl HttpTransport {
             None => authority.split_at(authority.find(':').unwrap_or(authority.len())),
         };
         let port = match port.strip_prefix(':') {
-            None if port.is_empty() => 80,
-            Some("") => 80,
+            None if port.is_empty() => default_port,
+            Some("") => default_port,
             Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => {
                 p.parse().ok().filter(|&p| p != 0).ok_or_else(bad)?
             }
             _ => return Err(bad()),
         };
-        if host.is_empty() {
+        if host.is_empty() || https && ServerName::try_from(host).is_err() {
             return Err(bad());
         }
         Ok(HttpTransport {
@@ -130,7 +192,46 @@ impl HttpTransport {
             base: path.trim_end_matches('/').to_string(),
             url: url.to_string(),
             timeouts,
+            tls: https.then(|| (PathBuf::from(SYSTEM_CA_FILE), None)),
         })
+    }
+
+    /// For `https://`: check the server against the CA certificates in
+    /// `ca_file` (PEM) instead of the system's bundle. No effect on `http://`.
+    pub fn with_ca_file(mut self, ca_file: impl Into<PathBuf>) -> Self {
+        if let Some(tls) = &mut self.tls {
+            *tls = (ca_file.into(), None);
+        }
+        self
+    }
+
+    fn tls_error(&self, reason: impl std::fmt::Display) -> Error {
+        Error::Tls {
+            url: self.url.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Connected, and for HTTPS wrapped in a TLS client whose handshake
+    /// runs with the first write.
+    fn open(&mut self, deadline: Instant) -> Result<Stream, Error> {
+        let tcp = self.connect(deadline)?;
+        let Some((ca_file, config)) = &self.tls else {
+            return Ok(Stream::Plain(tcp));
+        };
+        let config = match config {
+            Some(c) => c.clone(),
+            None => {
+                let c = crate::tls::client_config(ca_file).map_err(|e| self.tls_error(e))?;
+                if let Some(tls) = &mut self.tls {
+                    tls.1 = Some(c.clone());
+                }
+                c
+            }
+        };
+        let name = ServerName::try_from(self.host.clone()).map_err(|e| self.tls_error(e))?;
+        let conn = ClientConnection::new(config, name).map_err(|e| self.tls_error(e))?;
+        Ok(Stream::Tls(Box::new(StreamOwned::new(conn, tcp))))
     }
 
     fn timeout(&self) -> Error {
@@ -175,8 +276,12 @@ impl HttpTransport {
         })
     }
 
-    /// An I/O error once connected: a timeout, or a broken reply.
+    /// An I/O error once connected: a timeout, a TLS failure (the server's
+    /// certificate refused), or a broken reply.
     fn io_error(&self, e: std::io::Error) -> Error {
+        if let Some(t) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            return self.tls_error(t);
+        }
         match e.kind() {
             ErrorKind::TimedOut | ErrorKind::WouldBlock => self.timeout(),
             _ => Error::malformed(
@@ -195,7 +300,7 @@ impl Transport for HttpTransport {
             return Err(Error::Usage(format!("{path_query}: not a request path")));
         }
         let deadline = Instant::now() + self.timeouts.total;
-        let mut s = self.connect(deadline)?;
+        let mut s = self.open(deadline)?;
         let mut req = format!(
             "GET {}{path_query} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\n",
             self.base,
@@ -206,12 +311,15 @@ impl Transport for HttpTransport {
             req += &format!("{HMAC_HEADER}: {h}\r\n");
         }
         req += "Connection: close\r\n\r\n";
-        s.set_write_timeout(Some(self.remaining(deadline)?))
+        s.tcp()
+            .set_write_timeout(Some(self.remaining(deadline)?))
             .and_then(|()| s.write_all(req.as_bytes()))
+            .and_then(|()| s.flush())
             .map_err(|e| self.io_error(e))?;
         let mut buf = Vec::new();
         loop {
-            s.set_read_timeout(Some(self.remaining(deadline)?))
+            s.tcp()
+                .set_read_timeout(Some(self.remaining(deadline)?))
                 .map_err(|e| self.io_error(e))?;
             // Read into the buffer itself, as much as the socket holds: each
             // read re-parses the reply so far, so fewer reads is cheaper.
@@ -548,10 +656,24 @@ mod tests {
         ] {
             assert!(parts(bad).is_err(), "{bad}");
         }
-        // HTTPS is refused with a reason, as a usage error.
-        let e = HttpTransport::new("https://h/", t).err().unwrap();
-        assert_eq!(e.exit_code(), 2);
-        assert!(e.to_string().contains("plain HTTP"), "{e}");
+        // HTTPS: port 443 by default, the system's CA bundle unless told.
+        assert_eq!(parts("https://h/re6st/"), ok("h", 443, "h", "/re6st"));
+        assert_eq!(
+            parts("https://[::1]:8443/"),
+            ok("::1", 8443, "[::1]:8443", "")
+        );
+        let h = HttpTransport::new("https://h/", t).unwrap();
+        assert_eq!(h.tls.unwrap().0, std::path::Path::new(SYSTEM_CA_FILE));
+        let h = HttpTransport::new("https://h/", t)
+            .unwrap()
+            .with_ca_file("/x.pem");
+        assert_eq!(h.tls.unwrap().0, std::path::Path::new("/x.pem"));
+        assert!(HttpTransport::new("http://h/", t)
+            .unwrap()
+            .with_ca_file("/x")
+            .tls
+            .is_none());
+        assert!(parts("https://h..x/").is_err(), "not a DNS name");
     }
 
     /// Every real reply, whole and cut anywhere: complete only once every

@@ -23,6 +23,7 @@ pub mod netconfig;
 pub mod packint;
 pub mod prefix;
 pub mod state;
+mod tls;
 
 #[cfg(test)]
 mod testdata;

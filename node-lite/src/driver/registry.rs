@@ -30,13 +30,14 @@ impl RegistryLink {
     /// minute, and nothing waits for it at exit).
     pub(super) fn start(
         url: String,
+        ca_file: std::path::PathBuf,
         id: Identity,
         results: mpsc::UnboundedSender<(Job, RegistryResult)>,
     ) -> std::io::Result<Self> {
         let (queue, jobs) = std_mpsc::channel();
         std::thread::Builder::new()
             .name("registry".into())
-            .spawn(move || worker(&url, id, &jobs, &results))?;
+            .spawn(move || worker(&url, ca_file, id, &jobs, &results))?;
         Ok(RegistryLink {
             jobs: Jobs::default(),
             queue,
@@ -61,13 +62,14 @@ impl RegistryLink {
 
 fn worker(
     url: &str,
+    ca_file: std::path::PathBuf,
     id: Identity,
     jobs: &std_mpsc::Receiver<Job>,
     results: &mpsc::UnboundedSender<(Job, RegistryResult)>,
 ) {
     // The URL was checked when the config was read.
     let mut session = match HttpTransport::new(url, Timeouts::default()) {
-        Ok(t) => Ok(Registry::new(t).session(id.ca, id.key, id.subnet.node)),
+        Ok(t) => Ok(Registry::new(t.with_ca_file(ca_file)).session(id.ca, id.key, id.subnet.node)),
         Err(e) => Err(e.to_string()),
     };
     while let Ok(job) = jobs.recv() {

@@ -269,7 +269,7 @@ async fn run(config: Config) -> Result<(), Failure> {
     let (tx, mut registry_rx) = mpsc::unbounded_channel();
     let registry = match config.registry.clone() {
         Some(url) => Some(
-            RegistryLink::start(url, registry_id, tx)
+            RegistryLink::start(url, config.registry_ca.clone(), registry_id, tx)
                 .map_err(|e| setup_error("registry thread", e))?,
         ),
         None => None,
