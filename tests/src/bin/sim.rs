@@ -3,13 +3,13 @@
 //!     cargo run --profile sim -p re6st-integration --bin sim -- 100 1000
 //!
 //! For each network size: the virtual time until 99 %, 99.9 % and all pairs
-//! of nodes reach each other at one check (sampled pairs beyond 141 nodes), Babel routes and neighbours per
-//! node, memory per node, control traffic per node, path stretch, and the
-//! run's wall time, events and memory. Progress goes to stderr. Options:
-//! `--minutes M` (virtual time allowed to converge, 30), `--steady S`
-//! (virtual seconds of steady state over which traffic is measured, 300),
-//! `--max-routes N` (the nodes' `max_routes`; 4096 by default, as on the
-//! x86 boards).
+//! of nodes reach each other at one check (sampled pairs beyond 141 nodes),
+//! Babel routes and neighbours per node, memory per node, control traffic per
+//! node, path stretch, and the run's wall time, events and memory. Progress
+//! goes to stderr. Options: `--minutes M` (virtual time allowed to converge,
+//! 30; fractions allowed), `--steady S` (virtual seconds of steady state over
+//! which traffic is measured, 300), `--max-routes N` (the nodes' `max_routes`;
+//! the daemon's default, 4096, as on ramips-mt7621; x86-64 boards have 65,536).
 //! See `tests/BENCH.md`.
 
 use std::time::Instant as WallClock;
