@@ -117,20 +117,19 @@ fn debian_package_installs_and_runs_with_the_units_capabilities() {
     let deb = deb.trim();
     let r = scratch_root(tmp.path());
     let root = r.to_str().unwrap();
-    // --force-depends: the scratch root has no libc6 package (the tested
-    // binary is the glibc debug build; the shipped one is static musl).
-    ok(
-        "dpkg",
-        &[
+    // Maintainer scripts run outside the root, with DPKG_ROOT set.
+    let dpkg = |args: &[&str]| {
+        let common = [
             "--root",
             root,
             "--force-script-chrootless",
-            "--force-depends",
             "--log=/dev/null",
-            "-i",
-            deb,
-        ],
-    );
+        ];
+        ok("dpkg", &[&common[..], args].concat())
+    };
+    // --force-depends: the scratch root has no libc6 package (the tested
+    // binary is the glibc debug build; the shipped one is static musl).
+    dpkg(&["--force-depends", "-i", deb]);
     let status = ok("dpkg", &["--root", root, "-s", "re6st-lite"]);
     assert!(status.contains("Status: install ok installed"), "{status}");
     assert!(
@@ -249,29 +248,9 @@ fn debian_package_installs_and_runs_with_the_units_capabilities() {
 
     // remove keeps the config and the node's identity; purge takes both.
     fs::write(r.join("etc/re6st/cert.crt"), "stand-in").unwrap();
-    ok(
-        "dpkg",
-        &[
-            "--root",
-            root,
-            "--force-script-chrootless",
-            "--log=/dev/null",
-            "-r",
-            "re6st-lite",
-        ],
-    );
+    dpkg(&["-r", "re6st-lite"]);
     assert!(!sbin.exists() && !unit_path.exists());
     assert!(conf.exists() && r.join("etc/re6st/cert.crt").exists());
-    ok(
-        "dpkg",
-        &[
-            "--root",
-            root,
-            "--force-script-chrootless",
-            "--log=/dev/null",
-            "-P",
-            "re6st-lite",
-        ],
-    );
+    dpkg(&["-P", "re6st-lite"]);
     assert!(!conf.exists() && !r.join("etc/re6st").exists() && !wants.exists());
 }
