@@ -31,7 +31,7 @@ pub struct Node {
     pub clock: Option<Clock>,
     /// What runs the node instead of the tested binary: a program and its
     /// arguments, the node's own arguments after them (an installed binary,
-    /// `setpriv ... /path/re6st-lite`).
+    /// `setpriv ... /path/re6st-lite`). Not with `clock`.
     pub launcher: Vec<String>,
     /// `run -c FILE` (the `-o` options still override it).
     pub config: Option<PathBuf>,
@@ -204,6 +204,10 @@ impl Mesh {
             args.push("-o".into());
             args.push(o.clone());
         }
+        assert!(
+            n.launcher.is_empty() || n.clock.is_none(),
+            "launcher or clock, not both"
+        );
         let bin = node_bin().to_string_lossy().into_owned();
         let (program, args) = match &n.clock {
             // The monotonic clock stays real: only dates move.

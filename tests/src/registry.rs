@@ -123,13 +123,15 @@ impl Drop for TempDir {
     }
 }
 
-fn run_ok(cmd: &mut Command, what: &str) {
+/// Runs `cmd`, panics (with its stderr) unless it succeeds; its stdout.
+pub fn run_ok(cmd: &mut Command, what: &str) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
         out.status.success(),
         "{what} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A port nothing listens on right now.

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use re6st_integration::mesh::Mesh;
 use re6st_integration::netns::wait_until;
-use re6st_integration::registry::{node_bin, Options, TempDir};
+use re6st_integration::registry::{node_bin, run_ok, Options, TempDir};
 
 const UNIT: &str = "re6st-lite.service";
 
@@ -41,9 +41,10 @@ fn run(program: &str, args: &[&str]) -> Output {
 }
 
 fn ok(program: &str, args: &[&str]) -> String {
-    let out = run(program, args);
-    assert!(out.status.success(), "{program} {args:?} failed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    run_ok(
+        Command::new(program).args(args),
+        &format!("{program} {args:?}"),
+    )
 }
 
 fn mode(p: &Path) -> u32 {

@@ -15,17 +15,14 @@ use std::time::Duration;
 use re6st_integration::forward::Forward;
 use re6st_integration::mesh::Mesh;
 use re6st_integration::netns::wait_until;
-use re6st_integration::registry::{free_port, re6st_lite, snapshot, Options, Run, TempDir};
+use re6st_integration::registry::{free_port, re6st_lite, run_ok, snapshot, Options, Run, TempDir};
 use registry_client::error::exit;
 
 fn openssl(args: &[&str]) {
-    let ok = Command::new("openssl")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(ok.success(), "openssl {args:?}");
+    run_ok(
+        Command::new("openssl").args(args),
+        &format!("openssl {args:?}"),
+    );
 }
 
 /// A TLS CA in `dir` (`<name>.pem`, `<name>.key`).

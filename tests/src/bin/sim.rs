@@ -78,7 +78,7 @@ fn run(n: usize, o: &Opts) {
     while sim.now < deadline {
         sim.run_until(sim.now + 10_000);
         let reached = sim.reached(&pairs);
-        let (routes, neighbours) = tables(&sim, n);
+        let [routes, _, neighbours] = tables(&sim, n, false);
         eprintln!(
             "{n} nodes: {:>5} s virtual, {reached}/{} pairs, {routes:.0} routes and {neighbours:.1} \
              neighbours per node, {:.0} s wall, {} MB",
@@ -104,16 +104,7 @@ fn run(n: usize, o: &Opts) {
     sim.run_until(t0 + o.steady_s * 1000);
     let (b1, _) = sim.sent();
     let control = (b1 - b0) as f64 / n as f64 / ((sim.now - t0).max(1) as f64 / 1000.0);
-    let t = node_lite::time::Instant::from_millis(sim.now);
-    let (mut routes, mut selected, mut neighbours) = (0usize, 0usize, 0usize);
-    for i in 0..n {
-        if let Some(node) = sim.node(i) {
-            let (r, nb) = node.table_sizes(t);
-            routes += r;
-            neighbours += nb;
-            selected += node.status(t).routes.len();
-        }
-    }
+    let [routes, selected, neighbours] = tables(&sim, n, true);
     let check = sim.pairs(SAMPLE);
     let mut stretch: Vec<f64> = Vec::new();
     let mut reached = 0;
@@ -143,7 +134,6 @@ fn run(n: usize, o: &Opts) {
             .map_or_else(|| "-".into(), |v| format!("{v:.2}"))
     };
     let rss = rss_bytes();
-    let per = |x: usize| x as f64 / n as f64;
     let when = |t: Option<u64>| {
         t.map_or_else(
             || format!("not within {} s", deadline / 1000),
@@ -156,9 +146,9 @@ fn run(n: usize, o: &Opts) {
         when(p999),
         when(full),
         check.len(),
-        per(routes),
-        per(selected),
-        per(neighbours),
+        routes,
+        selected,
+        neighbours,
         rss.saturating_sub(rss0) as f64 / n as f64 / 1024.0,
         q(0.5),
         q(0.9),
@@ -168,14 +158,20 @@ fn run(n: usize, o: &Opts) {
     );
 }
 
-/// Babel routes and neighbours per live node.
-fn tables(sim: &Sim, n: usize) -> (f64, f64) {
+/// Babel routes, selected routes (0 unless `selected`: that takes a whole
+/// status report per node) and neighbours, per live node.
+fn tables(sim: &Sim, n: usize, selected: bool) -> [f64; 3] {
     let t = node_lite::time::Instant::from_millis(sim.now);
-    let (mut routes, mut neighbours, mut live) = (0, 0, 0);
+    let (mut sum, mut live) = ([0usize; 3], 0);
     for node in (0..n).filter_map(|i| sim.node(i)) {
-        let (r, nb) = node.table_sizes(t);
-        (routes, neighbours, live) = (routes + r, neighbours + nb, live + 1);
+        let (routes, neighbours) = node.table_sizes(t);
+        let chosen = if selected {
+            node.status(t).routes.len()
+        } else {
+            0
+        };
+        sum = [sum[0] + routes, sum[1] + chosen, sum[2] + neighbours];
+        live += 1;
     }
-    let live = live.max(1) as f64;
-    (routes as f64 / live, neighbours as f64 / live)
+    sum.map(|x| x as f64 / live.max(1) as f64)
 }
