@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 
 use registry_client::Prefix;
 
-use super::cache::PeerCache;
+use super::cache::{Peer, PeerCache};
 use crate::time::Instant;
 use crate::tunnel::TunnelId;
 
@@ -184,10 +184,9 @@ impl Manager {
         self.policy = policy;
     }
 
-    /// What the last bootstrap request brought: a peer, or nobody (no answer,
-    /// an error, or no node next to the registry).
-    /// The registry answered a bootstrap request with `peer` (its address
-    /// is in the cache), or with none.
+    /// What the last bootstrap request brought: a peer (its address is in
+    /// the cache), or nobody (no answer, an error, or no node next to the
+    /// registry).
     pub fn bootstrapped(&mut self, peer: Option<Prefix>) {
         self.fruitless_bootstraps = if peer.is_some() {
             0
@@ -423,6 +422,11 @@ impl Manager {
         let usable = |a: &SocketAddr, failed: &HashMap<SocketAddr, Instant>| {
             !failed.contains_key(a) && !busy.contains(a)
         };
+        // A cached peer's first address worth trying (`failed` is passed in:
+        // `self` changes between the calls).
+        let first_usable = |c: &Peer, failed: &HashMap<SocketAddr, Instant>| {
+            c.addrs.iter().copied().find(|a| usable(a, failed))
+        };
         // A peer from the registry that routing does not know: it joins our
         // island to the registry's, so it goes first (re6st connects to it
         // at once). Were it left behind routed candidates, two islands
@@ -430,9 +434,7 @@ impl Manager {
         // nodes apart for good).
         if let Some(p) = self.bootstrap_peer.take() {
             let routed = routes.iter().any(|(r, _)| *r == p);
-            let addr = cache
-                .get(p)
-                .and_then(|c| c.addrs.iter().find(|a| usable(a, &self.failed)).copied());
+            let addr = cache.get(p).and_then(|c| first_usable(c, &self.failed));
             if let Some(addr) = addr.filter(|_| !routed && !neighbours.contains(&p)) {
                 out.push(Action::Connect {
                     addr,
@@ -476,10 +478,7 @@ impl Manager {
             if need == 0 {
                 break;
             }
-            let addr = cache
-                .get(p)
-                .and_then(|c| c.addrs.iter().find(|a| usable(a, &self.failed)).copied());
-            match addr {
+            match cache.get(p).and_then(|c| first_usable(c, &self.failed)) {
                 Some(addr) => out.push(Action::Connect {
                     addr,
                     prefix: Some(p),
@@ -504,9 +503,9 @@ impl Manager {
                 if p == self.own || neighbours.contains(&p) || routed.contains(&p) {
                     continue;
                 }
-                if let Some(addr) = c.addrs.iter().find(|a| usable(a, &self.failed)) {
+                if let Some(addr) = first_usable(c, &self.failed) {
                     out.push(Action::Connect {
-                        addr: *addr,
+                        addr,
                         prefix: Some(p),
                     });
                     need -= 1;
