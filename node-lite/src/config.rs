@@ -7,7 +7,7 @@
 //! [`Config::set`] is the single place that parses each one.
 
 use std::fmt;
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use log::LevelFilter;
@@ -58,6 +58,8 @@ pub const OPTIONS: &[Opt] = &[
           help: "UDP port of the tunnels, on every address family." },
     Opt { name: "peer", kind: Kind::List, default: "",
           help: "Bootstrap peer ADDRESS:PORT, tried after the peer cache and the registry (repeatable)." },
+    Opt { name: "ip", kind: Kind::List, default: "",
+          help: "Public IP address peers reach this node at, announced to them (repeatable; re6st's --ip). Unset: the address peers see, else the host's public addresses." },
     Opt { name: "lan", kind: Kind::List, default: "",
           help: "LAN interface that gets IPv6 from the node's prefix (repeatable)." },
     Opt { name: "ra", kind: Kind::Bool, default: "1",
@@ -68,6 +70,10 @@ pub const OPTIONS: &[Opt] = &[
           help: "LAN interface where the node meets other nodes directly, with no registry or internet (repeatable)." },
     Opt { name: "gateway", kind: Kind::Bool, default: "0",
           help: "Announce a default route for sources inside the network (border gateway)." },
+    Opt { name: "registry_node", kind: Kind::Bool, default: "0",
+          help: "Be the node next to the registry (its first registered node): answer the registry on [::1]:326 and at babel_socket, for bootstrap peers, versions and topology." },
+    Opt { name: "babel_socket", kind: Kind::Path, default: "/var/run/re6stnet/babeld.sock",
+          help: "With registry_node: where the registry reads Babel's state (its --run directory's babeld.sock)." },
     Opt { name: "max_tunnels", kind: Kind::Number, default: "30",
           help: "Cap on tunnels (client_count + max_clients from the registry); the board profile sets it." },
     Opt { name: "max_routes", kind: Kind::Number, default: "4096",
@@ -103,11 +109,14 @@ pub struct Config {
     pub interface: String,
     pub port: u16,
     pub peers: Vec<SocketAddr>,
+    pub ip: Vec<IpAddr>,
     pub lan: Vec<String>,
     pub ra: bool,
     pub rdnss: Vec<Ipv6Addr>,
     pub babel_interfaces: Vec<String>,
     pub gateway: bool,
+    pub registry_node: bool,
+    pub babel_socket: PathBuf,
     pub max_tunnels: u32,
     pub max_routes: u32,
     pub peer_cache: u32,
@@ -129,11 +138,14 @@ impl Default for Config {
             interface: String::new(),
             port: 0,
             peers: Vec::new(),
+            ip: Vec::new(),
             lan: Vec::new(),
             ra: false,
             rdnss: Vec::new(),
             babel_interfaces: Vec::new(),
             gateway: false,
+            registry_node: false,
+            babel_socket: PathBuf::new(),
             max_tunnels: 0,
             max_routes: 0,
             peer_cache: 0,
@@ -228,6 +240,12 @@ impl Config {
                     .map_err(|_| format!("{v:?} is not ADDRESS:PORT"))?;
                 push(&mut self.peers, a, replace_list);
             }
+            "ip" => {
+                let a = v
+                    .parse()
+                    .map_err(|_| format!("{v:?} is not an IP address"))?;
+                push(&mut self.ip, a, replace_list);
+            }
             "lan" => push(&mut self.lan, v.to_string(), replace_list),
             "ra" => self.ra = parse_bool(v)?,
             "rdnss" => {
@@ -238,6 +256,8 @@ impl Config {
             }
             "babel_interface" => push(&mut self.babel_interfaces, v.to_string(), replace_list),
             "gateway" => self.gateway = parse_bool(v)?,
+            "registry_node" => self.registry_node = parse_bool(v)?,
+            "babel_socket" => self.babel_socket = PathBuf::from(v),
             "max_tunnels" => self.max_tunnels = parse_num(v, 1)?,
             "max_routes" => self.max_routes = parse_num(v, 16)?,
             "peer_cache" => self.peer_cache = parse_num(v, 1)?,

@@ -34,7 +34,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Run `f` on a thread inside the namespace `ns` (an open `/run/netns`
 /// file); the thread ends with `f`, so no other thread changes namespace.
-fn in_netns<T: Send + 'static>(
+pub fn in_netns<T: Send + 'static>(
     ns: &File,
     f: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> io::Result<T> {
@@ -45,6 +45,15 @@ fn in_netns<T: Send + 'static>(
     })
     .join()
     .map_err(|_| io::Error::other("setns thread panicked"))?
+}
+
+/// A TCP connection made inside namespace `ns` (to a service that lives
+/// there), usable from any thread.
+pub fn connect_in(ns: &str, to: SocketAddr) -> io::Result<TcpStream> {
+    let ns = File::open(PathBuf::from("/var/run/netns").join(ns))?;
+    in_netns(&ns, move || {
+        TcpStream::connect_timeout(&to, CONNECT_TIMEOUT)
+    })
 }
 
 /// A forwarder from `listen` inside a namespace to `upstream` in the root

@@ -132,14 +132,25 @@ impl Mesh {
     /// Register one more node with the registry at `url` (possibly another
     /// network's) and wire it to the bridge; returns its index.
     pub fn add_node(&mut self, url: &str) -> usize {
+        let ns = Netns::new(&format!("n{}", self.nodes.len()));
+        self.wire_node(ns, |_, _, dir| register_anonymous(url, dir))
+    }
+
+    /// Wire namespace `ns` to the bridge (node i at 198.51.100.<i + 1>),
+    /// then `register` the node into its state directory, from the
+    /// namespace if it likes; returns its index.
+    pub fn wire_node(
+        &mut self,
+        ns: Netns,
+        register: impl FnOnce(&Registry, &Netns, &Path),
+    ) -> usize {
         let i = self.nodes.len();
         let dir = self.tmp.sub(&format!("n{i}"));
-        register_anonymous(url, &dir);
-        let id = identity(&dir);
-        let (address, prefix) = (id.subnet.address().to_string(), id.subnet.to_string());
-        let ns = Netns::new(&format!("n{i}"));
         let ip = format!("198.51.100.{}", i + 1);
         let dev = bridge_port(&self.hub, &ns, &format!("{ip}/24"));
+        register(&self.registry, &ns, &dir);
+        let id = identity(&dir);
+        let (address, prefix) = (id.subnet.address().to_string(), id.subnet.to_string());
         self.nodes.push(Node {
             ns,
             run_dir: self.tmp.sub(&format!("run{i}")),

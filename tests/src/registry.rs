@@ -198,6 +198,10 @@ pub struct Options {
     pub anonymous_prefix_length: Option<u8>,
     /// Extra command-line arguments (`--hello 20`, `--encrypt`...).
     pub extra: Vec<String>,
+    /// Run inside this namespace (name, its IPv4 address for the URL),
+    /// listening on every IPv4 address there, next to a node: the
+    /// registry reaches its node on [::1]:326 of its own namespace.
+    pub netns: Option<(String, String)>,
 }
 
 impl Default for Options {
@@ -205,6 +209,7 @@ impl Default for Options {
         Options {
             anonymous_prefix_length: Some(20),
             extra: Vec::new(),
+            netns: None,
         }
     }
 }
@@ -251,7 +256,19 @@ impl Registry {
             let port = port.unwrap_or_else(free_port);
             let d = self.dir.path();
             let registry = venv.join("bin/re6st-registry");
-            let mut cmd = Command::new(&registry);
+            let mut cmd = match &self.opts.netns {
+                Some((ns, _)) => {
+                    let mut c = Command::new("ip");
+                    c.args(["netns", "exec", ns]).arg(&registry);
+                    c
+                }
+                None => Command::new(&registry),
+            };
+            let listen = if self.opts.netns.is_some() {
+                "0.0.0.0"
+            } else {
+                "127.0.0.1"
+            };
             if let Some(offset) = &self.clock {
                 cmd.env("LD_PRELOAD", libfaketime())
                     .env("FAKETIME", offset)
@@ -259,7 +276,7 @@ impl Registry {
             }
             cmd.arg("--port")
                 .arg(port.to_string())
-                .args(["-4", "127.0.0.1", "-6", ""])
+                .args(["-4", listen, "-6", ""])
                 .arg("--db")
                 .arg(d.join("registry.db"))
                 .arg("--dh")
@@ -295,7 +312,7 @@ impl Registry {
                 if let Ok(Some(_)) = child.try_wait() {
                     break; // died (port taken?): try another port
                 }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                if self.connect(port).is_ok() {
                     self.child = Some(child);
                     self.port = port;
                     return;
@@ -313,7 +330,17 @@ impl Registry {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
+        let host = self.opts.netns.as_ref().map_or("127.0.0.1", |(_, ip)| ip);
+        format!("http://{host}:{}/", self.port)
+    }
+
+    /// A connection to the registry from 127.0.0.1 (of its namespace).
+    fn connect(&self, port: u16) -> std::io::Result<TcpStream> {
+        let to = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        match &self.opts.netns {
+            Some((ns, _)) => crate::forward::connect_in(ns, to),
+            None => TcpStream::connect(to),
+        }
     }
 
     /// The registry's stderr and log file, for failure messages.
@@ -348,7 +375,7 @@ impl Registry {
 
     /// GET `path_query` from 127.0.0.1 (private methods are allowed from there).
     pub fn get(&self, path_query: &str) -> (u16, Vec<u8>) {
-        http_get(self.port, path_query)
+        http_get_on(self.connect(self.port).expect("connect"), path_query)
     }
 
     /// The last token mailed by `requestToken`, from the mbox file.
@@ -390,7 +417,13 @@ impl Drop for Registry {
 
 /// Minimal HTTP/1.0 GET to 127.0.0.1: status and body.
 pub fn http_get(port: u16, path_query: &str) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    http_get_on(
+        TcpStream::connect(("127.0.0.1", port)).expect("connect"),
+        path_query,
+    )
+}
+
+fn http_get_on(mut s: TcpStream, path_query: &str) -> (u16, Vec<u8>) {
     s.set_read_timeout(Some(Duration::from_secs(30))).ok();
     write!(s, "GET {path_query} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("send");
     let mut resp = Vec::new();

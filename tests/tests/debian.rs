@@ -186,6 +186,7 @@ fn debian_package_installs_and_runs_with_the_units_capabilities() {
         Options {
             anonymous_prefix_length: Some(16),
             extra: ["--hello", "2"].iter().map(|s| s.to_string()).collect(),
+            ..Options::default()
         },
     );
     let host = m.add_lan_host(0);

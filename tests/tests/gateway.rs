@@ -25,6 +25,7 @@ fn options() -> Options {
     Options {
         anonymous_prefix_length: Some(16),
         extra: ["--hello", "2"].iter().map(|s| s.to_string()).collect(),
+        ..Options::default()
     }
 }
 

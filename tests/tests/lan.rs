@@ -25,6 +25,7 @@ fn options() -> Options {
     Options {
         anonymous_prefix_length: Some(16),
         extra: ["--hello", "2"].iter().map(|s| s.to_string()).collect(),
+        ..Options::default()
     }
 }
 
@@ -214,7 +215,7 @@ fn prefix_lengths() {
         1,
         Options {
             anonymous_prefix_length: Some(14),
-            extra: Vec::new(),
+            ..Options::default()
         },
     );
     let (h0, h1) = (m.add_lan_host(0), m.add_lan_host(0));

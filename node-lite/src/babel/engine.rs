@@ -429,6 +429,11 @@ impl Engine {
         }
     }
 
+    /// The prefixes we originate: (prefix, source prefix, metric).
+    pub fn xroutes(&self) -> impl Iterator<Item = (Prefix, Prefix, u16)> + '_ {
+        self.xroutes.iter().map(|x| (x.prefix, x.src, x.metric))
+    }
+
     fn find_xroute(&self, prefix: &Prefix, src: &Prefix) -> Option<XRoute> {
         self.xroutes
             .iter()

@@ -12,6 +12,7 @@
 //! [RFC 8966]: https://www.rfc-editor.org/rfc/rfc8966
 
 pub mod config;
+pub mod control;
 mod engine;
 pub mod mac;
 pub mod neighbour;
@@ -59,6 +60,8 @@ pub struct RouteInfo {
     pub next_hop: Ipv6Addr,
     /// [`wire::INFINITY`] while the route is retracted but kept (unreachable).
     pub metric: u16,
+    /// The metric the neighbour announced (0: the neighbour's own prefix).
+    pub refmetric: u16,
     pub seqno: SeqNo,
     pub installed: bool,
 }

@@ -7,6 +7,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::libc;
@@ -82,6 +83,23 @@ pub fn set_up(name: &str, mtu: Option<u32>) -> io::Result<()> {
     // SAFETY: as above.
     unsafe { set_flags(fd, &req) }?;
     Ok(())
+}
+
+/// The host's addresses, for what the node announces when no peer told it
+/// how it sees it.
+pub fn host_addresses() -> Vec<IpAddr> {
+    let Ok(list) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    list.filter_map(|i| {
+        let a = i.address?;
+        if let Some(v4) = a.as_sockaddr_in() {
+            Some(IpAddr::V4(v4.ip()))
+        } else {
+            a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+        }
+    })
+    .collect()
 }
 
 #[cfg(test)]

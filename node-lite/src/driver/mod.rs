@@ -9,6 +9,7 @@ pub mod lan_babel;
 pub mod netlink;
 mod os;
 mod registry;
+mod registry_node;
 pub mod run;
 pub mod status;
 pub mod tun;

@@ -59,6 +59,8 @@ pub(super) struct Os {
     /// The `babel_interface`s open.
     pub(super) lans: Vec<Lan>,
     pub(super) registry: Option<RegistryLink>,
+    /// `[::1]:326`, where the registry talks to its node (`registry_node`).
+    pub(super) registry_udp: Option<UdpSocket>,
     pub(super) state: StateDir,
     /// Packets lost here (TUN writes refused, malformed offload headers).
     pub(super) dropped: u64,
@@ -279,6 +281,15 @@ impl Io for Os {
     fn save(&mut self, name: &'static str, bytes: &[u8], mode: u32) {
         if let Err(e) = self.state.write_atomic(name, bytes, mode) {
             warn!("{name}: {e}");
+        }
+    }
+
+    fn to_registry(&mut self, port: u16, bytes: &[u8]) {
+        if let Some(s) = &self.registry_udp {
+            let to = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
+            if let Err(e) = s.try_send_to(bytes, to) {
+                debug!("to the registry at {to}: {e}");
+            }
         }
     }
 }

@@ -27,6 +27,7 @@ use super::lan_babel::{self, Lan, Received};
 use super::netlink::{Monitor, Netlink, Route};
 use super::os::Os;
 use super::registry::RegistryLink;
+use super::registry_node;
 use super::tun::Tun;
 use super::udp::{self as udp_off, Batch};
 use crate::babel::SeqNo;
@@ -55,6 +56,9 @@ const BATCH: usize = 64;
 /// LAN_RETRY_MAX_MS.
 const LAN_RETRY_FIRST_MS: u64 = 250;
 const LAN_RETRY_MAX_MS: u64 = 5_000;
+/// The host's addresses (announced while no peer says how it sees us) are
+/// read this often.
+const ADDRESSES_MS: u64 = 60_000;
 
 const USAGE: &str = "Usage: re6st-lite run [-c FILE] [-o NAME=VALUE]...\n\
     Run the node: bring up the overlay device, open tunnels, route.\n\
@@ -144,6 +148,8 @@ struct Driver {
     lan_tx: mpsc::UnboundedSender<Received>,
     /// Control-message space for `recvmsg`.
     cmsg: Vec<u8>,
+    /// When the host's addresses are read again.
+    addresses_at: Instant,
 }
 
 /// What woke the event loop.
@@ -155,6 +161,10 @@ enum Input {
     Registry(Job, RegistryResult),
     Lan(Received),
     Status(tokio::net::UnixStream),
+    /// From the registry on [::1]:326 (registry node).
+    RegistryUdp,
+    Control(tokio::net::UnixStream),
+    Ask(registry_node::Ask),
     Hup,
     Stop,
     /// A timer, or more to read from a source drained last turn.
@@ -213,6 +223,16 @@ async fn run(config: Config) -> Result<(), Failure> {
     let (gso4, gso6) = (gso(&udp4), gso(&udp6));
     let status = super::status::bind(&config.run_dir)
         .map_err(|e| setup_error(&format!("status socket in {}", config.run_dir.display()), e))?;
+    let (registry_udp, control) = if config.registry_node {
+        let udp = registry_node::bind_udp().map_err(|e| setup_error("UDP [::1]:326", e))?;
+        let path = &config.babel_socket;
+        let control = registry_node::bind_control(path)
+            .map_err(|e| setup_error(&format!("Babel control socket {}", path.display()), e))?;
+        info!("registry node: [::1]:326 and {}", path.display());
+        (Some(udp), Some(control))
+    } else {
+        (None, None)
+    };
 
     let t0 = now();
     // The registry worker's copy (it runs on its own thread).
@@ -232,6 +252,8 @@ async fn run(config: Config) -> Result<(), Failure> {
         unix_now(),
     )
     .map_err(|e| setup_error("node", e))?;
+    let mut core = core;
+    core.set_local_addresses(&super::iface::host_addresses());
     let (address, network, subnet, mtu) =
         (core.address(), core.network(), core.subnet(), core.mtu());
 
@@ -266,6 +288,8 @@ async fn run(config: Config) -> Result<(), Failure> {
     }
 
     let (lan_tx, mut lan_rx) = mpsc::unbounded_channel();
+    let (ask_tx, mut ask_rx) = mpsc::unbounded_channel();
+    let control_open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (tx, mut registry_rx) = mpsc::unbounded_channel();
     let registry = match config.registry.clone() {
         Some(url) => Some(
@@ -294,9 +318,11 @@ async fn run(config: Config) -> Result<(), Failure> {
             gro_on: true,
             lans: Vec::new(),
             registry,
+            registry_udp,
             state,
             dropped: 0,
         },
+        addresses_at: t0.add_millis(ADDRESSES_MS),
         lan_interfaces: lan.summary(),
         lan_pending: config.babel_interfaces.clone(),
         lan_retry: t0,
@@ -352,6 +378,9 @@ async fn run(config: Config) -> Result<(), Failure> {
             Some(r) = lan_rx.recv() => Input::Lan(r),
             _ = lan.turn() => Input::Nothing,
             Ok((stream, _)) = status.accept() => Input::Status(stream),
+            _ = readable(d.os.registry_udp.as_ref()) => Input::RegistryUdp,
+            Ok(stream) = accept(control.as_ref()) => Input::Control(stream),
+            Some(ask) = ask_rx.recv() => Input::Ask(ask),
             () = &mut sleep => {
                 armed = None;
                 Input::Nothing
@@ -376,6 +405,11 @@ async fn run(config: Config) -> Result<(), Failure> {
             Input::Lan(r) => d.on_lan(t, r),
             Input::Status(stream) => {
                 tokio::spawn(super::status::answer(stream, d.status(t)));
+            }
+            Input::RegistryUdp => d.drain_registry_udp(t, &mut buf),
+            Input::Control(stream) => registry_node::serve(stream, ask_tx.clone(), &control_open),
+            Input::Ask((request, answer)) => {
+                let _ = answer.send(d.core.babel_control(t, &request));
             }
             Input::Hup => {
                 info!("SIGHUP: checking the network config");
@@ -410,6 +444,9 @@ async fn run(config: Config) -> Result<(), Failure> {
     d.os.remove_routes();
     d.core.save_cache(now(), &mut d.os);
     let _ = std::fs::remove_file(super::status::socket_path(&config.run_dir));
+    if control.is_some() {
+        let _ = std::fs::remove_file(&config.babel_socket);
+    }
     let dropped = d.core.dropped() + d.os.dropped;
     if dropped > 0 {
         info!("{dropped} packets dropped in all");
@@ -427,6 +464,14 @@ async fn watch(
     }
 }
 
+/// A connection on an optional Unix socket (pending forever when absent).
+async fn accept(l: Option<&tokio::net::UnixListener>) -> io::Result<tokio::net::UnixStream> {
+    match l {
+        Some(l) => l.accept().await.map(|(s, _)| s),
+        None => std::future::pending().await,
+    }
+}
+
 /// Readiness of an optional socket (pending forever when absent).
 async fn readable(sock: Option<&UdpSocket>) -> io::Result<()> {
     match sock {
@@ -437,7 +482,7 @@ async fn readable(sock: Option<&UdpSocket>) -> io::Result<()> {
 
 impl Driver {
     fn next_wake(&self) -> Instant {
-        let mut t = self.core.poll_timeout();
+        let mut t = self.core.poll_timeout().min(self.addresses_at);
         if !self.lan_pending.is_empty() {
             t = t.min(self.lan_retry);
         }
@@ -456,8 +501,34 @@ impl Driver {
             self.lan_backoff_ms = (self.lan_backoff_ms * 2).min(LAN_RETRY_MAX_MS);
             self.open_lans(t);
         }
+        if t >= self.addresses_at {
+            self.addresses_at = t.add_millis(ADDRESSES_MS);
+            self.core
+                .set_local_addresses(&super::iface::host_addresses());
+        }
         if t >= self.core.poll_timeout() {
             self.core.handle_timeout(t, unix_now(), &mut self.os);
+        }
+    }
+
+    /// The registry's datagrams on [::1]:326.
+    fn drain_registry_udp(&mut self, t: Instant, buf: &mut [u8]) {
+        for _ in 0..BATCH {
+            let Some(s) = &self.os.registry_udp else {
+                return;
+            };
+            match s.try_recv_from(buf) {
+                Ok((n, from)) => {
+                    self.core
+                        .handle_registry_datagram(t, from.port(), &buf[..n], &mut self.os);
+                }
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        debug!("UDP [::1]:326: {e}");
+                    }
+                    return;
+                }
+            }
         }
     }
 

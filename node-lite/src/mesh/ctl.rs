@@ -9,6 +9,10 @@
 //! version is re6st's code 0: the registry's version blob as is,
 //! `packInteger(n) ‖ CA signature`, which the receiver checks before it
 //! believes the number (see [`super::version`]).
+//! Codes 4 (node info) and 5 (topology) come with re6st's bit 0x80: the
+//! registry's node asks them of other nodes on the registry's behalf
+//! (reference §1.3 "Side channel", [`crate::node`]'s `registry_node`), and
+//! the answer carries the same code.
 //! re6st authenticates these messages with a per-peer session; here they
 //! only ever travel inside tunnels, each hop of which authenticated its
 //! peer's certificate, and an address learnt this way is only a hint: the
@@ -17,12 +21,17 @@
 use std::net::SocketAddr;
 
 use registry_client::netconfig::Version;
+use registry_client::Prefix;
 
 pub const PORT: u16 = 326;
 const CODE_VERSION: u8 = 0;
 const CODE_ADDRESS: u8 = 1;
 /// Ours (re6st learns its address from OpenVPN instead).
 const CODE_SEEN: u8 = 0x41;
+/// re6st's flag for a request made for the registry, and its answer.
+const FORWARDED: u8 = 0x80;
+/// Longest forwarded answer: a topology line of a node with many tunnels.
+const MAX_FORWARDED: usize = 4096;
 /// Entries in an address answer; more would be noise.
 const MAX_ADDRS: usize = 8;
 /// Longest version blob: a packed integer (at most 8 bytes) and an RSA
@@ -40,9 +49,13 @@ pub enum Msg {
     /// "The network config version I know" (re6st code 0), signature
     /// not checked yet.
     Version(Version),
+    /// A request for the registry (`data` empty: code 1 address, 4 node
+    /// info, 5 topology) or its answer, passed to the registry as is.
+    Forwarded { code: u8, data: Vec<u8> },
 }
 
-fn format_addrs(addrs: &[SocketAddr]) -> String {
+/// re6st's address list: `ip,port,proto;...`.
+pub fn format_addrs(addrs: &[SocketAddr]) -> String {
     let entries: Vec<String> = addrs
         .iter()
         .map(|a| {
@@ -62,18 +75,33 @@ fn parse_addrs(text: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// The registry's datagrams to its node on `[::1]:326` and back:
+/// `prefix bits ‖ 0 ‖ code ‖ data` (reference §1.3 "Side channel").
+pub fn parse_registry(d: &[u8]) -> Option<(Prefix, u8, &[u8])> {
+    let nul = d.iter().position(|&b| b == 0)?;
+    let bits = std::str::from_utf8(&d[..nul]).ok()?;
+    let prefix = Prefix::from_bits(bits).ok()?;
+    let (&code, data) = d[nul + 1..].split_first()?;
+    Some((prefix, code, data))
+}
+
+pub fn encode_registry(prefix: &Prefix, code: u8, data: &[u8]) -> Vec<u8> {
+    [prefix.to_bits().as_bytes(), &[0, code], data].concat()
+}
+
 impl Msg {
     pub fn encode(&self) -> Vec<u8> {
-        if let Msg::Version(v) = self {
-            let mut out = vec![CODE_VERSION];
-            out.extend_from_slice(&v.raw);
-            return out;
+        let raw = |code: u8, data: &[u8]| [&[code][..], data].concat();
+        match self {
+            Msg::Version(v) => return raw(CODE_VERSION, &v.raw),
+            Msg::Forwarded { code, data } => return raw(code | FORWARDED, data),
+            _ => {}
         }
         let (code, data) = match self {
             Msg::AddressRequest => (CODE_ADDRESS, String::new()),
             Msg::Address(a) => (CODE_ADDRESS, format_addrs(&a[..a.len().min(MAX_ADDRS)])),
             Msg::Seen(a) => (CODE_SEEN, format_addrs(&[*a])),
-            Msg::Version(_) => unreachable!("binary, encoded above"),
+            Msg::Version(_) | Msg::Forwarded { .. } => unreachable!("binary, encoded above"),
         };
         let mut out = vec![code];
         out.extend_from_slice(data.as_bytes());
@@ -83,6 +111,12 @@ impl Msg {
     /// None for unknown codes and unusable data (ignored, as re6st does).
     pub fn parse(payload: &[u8]) -> Option<Msg> {
         let (&code, data) = payload.split_first()?;
+        if code & FORWARDED != 0 {
+            return (data.len() <= MAX_FORWARDED).then(|| Msg::Forwarded {
+                code: code & !FORWARDED,
+                data: data.to_vec(),
+            });
+        }
         if code == CODE_VERSION {
             return (data.len() <= MAX_VERSION)
                 .then(|| Version::parse(data).ok())
@@ -117,8 +151,35 @@ mod tests {
         let v = Version::parse(b"\x21\x0csignature").unwrap();
         assert_eq!(v.number, 300);
         assert_eq!(Msg::Version(v.clone()).encode(), b"\x00\x21\x0csignature");
-        for m in [Msg::AddressRequest, m, Msg::Seen(a), Msg::Version(v)] {
+        let asked = Msg::Forwarded {
+            code: 5,
+            data: vec![],
+        };
+        assert_eq!(asked.encode(), b"\x85");
+        let told = Msg::Forwarded {
+            code: 5,
+            data: b"1 2/16 3/16".to_vec(),
+        };
+        assert_eq!(told.encode(), b"\x851 2/16 3/16");
+        for m in [
+            Msg::AddressRequest,
+            m,
+            Msg::Seen(a),
+            Msg::Version(v),
+            asked,
+            told,
+        ] {
             assert_eq!(Msg::parse(&m.encode()), Some(m));
+        }
+    }
+
+    #[test]
+    fn registry_datagrams() {
+        let (p, code, data) = parse_registry(b"0001\0\x01").unwrap();
+        assert_eq!((p.to_cn().as_str(), code, data), ("1/4", 1, &b""[..]));
+        assert_eq!(encode_registry(&p, 4, b"x, y"), b"0001\0\x04x, y");
+        for junk in [&b""[..], b"0001", b"0001\0", b"01x\0\x01", b"\xff\0\x01"] {
+            assert!(parse_registry(junk).is_none(), "{junk:?}");
         }
     }
 
@@ -137,6 +198,9 @@ mod tests {
         long.resize(1 + 8 + 1024, 7);
         assert!(matches!(Msg::parse(&long), Some(Msg::Version(_))));
         long.push(7);
+        assert_eq!(Msg::parse(&long), None);
+        let mut long = vec![0x85u8];
+        long.resize(1 + 4097, b'1');
         assert_eq!(Msg::parse(&long), None);
         // TCP (OpenVPN) entries of a real re6st node are skipped.
         assert_eq!(

@@ -206,6 +206,11 @@ impl Manager {
         })
     }
 
+    /// The registry's node, from the network config.
+    pub fn registry_node(&self) -> Option<Prefix> {
+        self.policy.registry
+    }
+
     pub fn tunnels(&self) -> impl Iterator<Item = (TunnelId, &Tunnel)> {
         self.tunnels.iter().map(|(id, t)| (*id, t))
     }

@@ -395,9 +395,15 @@ impl Node {
         io: &mut impl Io,
     ) {
         match msg {
-            Some(ctl::Msg::AddressRequest) if !self.own_addrs.is_empty() => {
-                let answer = ctl::Msg::Address(self.own_addrs.clone()).encode();
-                self.send_ctl(t, src, sport, &answer, io);
+            Some(ctl::Msg::AddressRequest) => {
+                let addrs = self.announced();
+                if !addrs.is_empty() {
+                    let answer = ctl::Msg::Address(addrs).encode();
+                    self.send_ctl(t, src, sport, &answer, io);
+                }
+            }
+            Some(ctl::Msg::Forwarded { code, data }) => {
+                self.on_forwarded(t, src, sport, code, data, io);
             }
             Some(ctl::Msg::Address(addrs)) => {
                 if let Some(p) = self.asked.remove(&src) {

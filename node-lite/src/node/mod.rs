@@ -19,6 +19,7 @@ mod data;
 mod lan;
 pub mod netconf;
 pub mod registry;
+mod registry_node;
 pub mod renewal;
 mod report;
 pub mod routing;
@@ -74,6 +75,8 @@ pub trait Io {
     fn registry(&mut self, job: Job);
     /// Write state file `name` atomically.
     fn save(&mut self, name: &'static str, bytes: &[u8], mode: u32);
+    /// A datagram to the registry's UDP port on ::1 (`registry_node`).
+    fn to_registry(&mut self, port: u16, bytes: &[u8]);
 }
 
 /// Underlay MTU assumed until path MTU discovery exists: Ethernet.
@@ -173,6 +176,10 @@ pub struct Node {
     seqno_saved: Option<SeqNo>,
     /// Our underlay addresses as peers report them, newest first.
     own_addrs: Vec<SocketAddr>,
+    /// The host's public addresses (with our port).
+    local_addrs: Vec<SocketAddr>,
+    /// What the registry's node keeps (`registry_node`).
+    side: Option<registry_node::Side>,
     /// Address requests in flight: node address -> its prefix.
     asked: HashMap<Ipv6Addr, Prefix>,
     registry: Option<RegistryState>,
@@ -328,6 +335,8 @@ impl Node {
             cache_saved: t,
             seqno_saved: seqno,
             own_addrs: Vec::new(),
+            local_addrs: Vec::new(),
+            side: config.registry_node.then(Default::default),
             asked: HashMap::new(),
             registry: config.registry.clone().map(|url| RegistryState {
                 url,

@@ -184,6 +184,7 @@ mod tests {
             link: LinkId(link),
             next_hop: addr("fe80::2"),
             metric,
+            refmetric: 0,
             seqno: SeqNo(1),
             installed: true,
         }

@@ -68,6 +68,7 @@ impl Io for Outbox {
     fn save(&mut self, name: &'static str, bytes: &[u8], _: u32) {
         self.files.push((name, bytes.to_vec()));
     }
+    fn to_registry(&mut self, _: u16, _: &[u8]) {}
 }
 
 struct SimNode {

@@ -87,6 +87,7 @@ impl Engine {
             link: self.nb(r.neighbour).link,
             next_hop: r.next_hop,
             metric: r.metric(),
+            refmetric: r.refmetric,
             seqno: r.seqno,
             installed: r.installed,
         }
