@@ -196,6 +196,15 @@ impl Certificate {
         self.not_after
     }
 
+    /// The public key as SubjectPublicKeyInfo DER: what stays when a CA
+    /// certificate is renewed (same key, new dates).
+    pub fn public_key_der(&self) -> Vec<u8> {
+        self.public_key
+            .to_public_key_der()
+            .map(|d| d.as_bytes().to_vec())
+            .unwrap_or_default()
+    }
+
     pub fn public_key(&self) -> &RsaPublicKey {
         &self.public_key
     }

@@ -128,6 +128,28 @@ impl<T: Transport> Session<T> {
         self.hmac = None;
     }
 
+    /// `getCa`, for a renewed CA certificate: accepted only with the same
+    /// key and network as ours (a new key would be a new network; over
+    /// plain HTTP, anyone could answer), and then ours from now on. The
+    /// same certificate back is not an error.
+    pub fn renewed_ca(&mut self) -> Result<Certificate, Error> {
+        let r = self.t.get("/getCa", None)?;
+        if r.status != 200 {
+            return Err(unexpected("getCa", &r));
+        }
+        let ca = Certificate::from_pem(&r.body)?;
+        if ca.public_key() != self.ca.public_key() || ca.network()? != self.ca.network()? {
+            return Err(Error::malformed(
+                "getCa",
+                "a CA with another key or network",
+            ));
+        }
+        if ca.not_after() > self.ca.not_after() {
+            self.ca = ca.clone();
+        }
+        Ok(ca)
+    }
+
     /// `hello`: get a fresh session secret.
     pub fn hello(&mut self) -> Result<(), Error> {
         self.hmac = None;

@@ -144,7 +144,7 @@ impl TunnelPeer {
             .expect("timeout");
         let ep = Endpoint::new(
             tunnel::Config::default(),
-            ca.der(),
+            &ca.public_key_der(),
             identity,
             CaAuthority::new(ca.clone(), &[]),
             Instant::from_secs(1),

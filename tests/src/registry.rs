@@ -166,20 +166,28 @@ impl Ca {
                 .stderr(Stdio::null()),
             "openssl genpkey",
         );
+        let ca = Ca { cert, key };
+        ca.renew(365);
+        ca
+    }
+
+    /// (Re)make the certificate: same key, serial and subject, valid
+    /// `days` from now (how an operator renews the CA).
+    pub fn renew(&self, days: u32) {
+        let (cert, key) = (&self.cert, &self.key);
         run_ok(
             Command::new("openssl")
                 .args(["req", "-nodes", "-new", "-x509", "-key"])
-                .arg(&key)
-                .args(["-set_serial", "0x120010db80042", "-days", "365"])
+                .arg(key)
+                .args(["-set_serial", "0x120010db80042", "-days", &days.to_string()])
                 .args([
                     "-subj",
                     "/CN=re6st test CA/emailAddress=registry@example.invalid",
                 ])
                 .arg("-out")
-                .arg(&cert),
+                .arg(cert),
             "openssl req -x509",
         );
-        Ca { cert, key }
     }
 
     /// `sha256:<hex>` of the DER, as `--fingerprint` takes it.

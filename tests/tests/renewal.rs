@@ -1,6 +1,8 @@
 //! Staying joined for years: a running node renews its certificate from 30
 //! days before it expires, with the real registry, and uses the new one at
-//! once, without a restart.
+//! once, without a restart. The CA certificate (a year, as the test CA)
+//! is renewed too: the operator re-made it with the same key, and the
+//! nodes fetch it with `getCa` from 30 days before theirs expires.
 //!
 //! Nodes register today; then the registry and the nodes run with their
 //! wall clocks 340 days ahead (libfaketime; the monotonic clock stays real),
@@ -23,6 +25,8 @@ fn a_running_node_renews_its_certificate_before_it_expires() {
         .collect();
     // Declared after the mesh: dropped first, also on panic.
     let _forwards = m.registry_in_every_node();
+    let old_ca = identity(&m.nodes[0].dir).ca.not_after();
+    m.registry.ca.renew(730);
     m.registry.restart_at(AHEAD);
     for n in &mut m.nodes {
         n.clock = Some(Clock::Offset(AHEAD.into()));
@@ -50,8 +54,26 @@ fn a_running_node_renews_its_certificate_before_it_expires() {
         assert!(json.contains(&format!(r#""not_after":{new}"#)), "{json}");
         assert!(json.contains(r#""renewal_error":null"#), "{json}");
     }
+    let ca_renewed = wait_until(Duration::from_secs(30), || {
+        (0..N).all(|i| m.log_of(i).contains("CA certificate renewed"))
+    });
+    assert!(ca_renewed.is_some(), "CA not renewed\n{}", m.logs());
+    for i in 0..N {
+        let new = identity(&m.nodes[i].dir).ca.not_after();
+        assert!(
+            new >= old_ca + 300 * 86_400,
+            "node {i}: CA {old_ca} -> {new}"
+        );
+        let json = m.status_json(i);
+        assert!(json.contains(r#""ca":{"expires":"#), "{json}");
+        assert!(
+            json.contains(&format!(r#""not_after":{new},"renewal_error":null}}"#)),
+            "{json}"
+        );
+    }
     // The nodes still reach each other, and new handshakes carry the new
-    // certificates: node 1 restarts and connects again.
+    // certificates (and the new CA, same key: the same network): node 1
+    // restarts and connects again.
     let all: Vec<usize> = (0..N).collect();
     wait_until(Duration::from_secs(30), || m.all_ping(&all))
         .unwrap_or_else(|| panic!("no mesh after renewal\n{}", m.logs()));

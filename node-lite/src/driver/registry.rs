@@ -81,6 +81,10 @@ fn worker(
                     Ok(c) => RegistryResult::Certificate(Box::new(c)),
                     Err(e) => RegistryResult::Failed("certificate renewal", e.to_string()),
                 },
+                Job::RenewCa => match s.renewed_ca() {
+                    Ok(c) => RegistryResult::Ca(Box::new(c)),
+                    Err(e) => RegistryResult::Failed("CA renewal", e.to_string()),
+                },
             },
             Err(e) => RegistryResult::Failed("registry", e.clone()),
         };

@@ -7,7 +7,7 @@ use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 
 use log::{debug, info, warn};
 use registry_client::cert::{self, Certificate};
-use registry_client::state::{CERT_FILE, NETCONFIG_FILE};
+use registry_client::state::{CA_FILE, CERT_FILE, NETCONFIG_FILE};
 use registry_client::Prefix;
 
 use super::data::ALL_NODES;
@@ -223,6 +223,7 @@ impl Node {
                     }
                     Job::Bootstrap => self.mesh.bootstrapped(None),
                     Job::Renew => self.renewal.failed(format!("{what}: {e}")),
+                    Job::RenewCa => self.ca_renewal.failed(format!("{what}: {e}")),
                 }
                 warn!("registry: {what}: {e}");
                 reg.last_error = Some(format!("{what}: {e}"));
@@ -265,6 +266,22 @@ impl Node {
             RegistryResult::Certificate(c) => {
                 reg.last_ok = Some(t);
                 self.on_certificate(&c, io);
+            }
+            RegistryResult::Ca(c) => {
+                reg.last_ok = Some(t);
+                self.ca_renewal.answered(c.not_after());
+                if c.not_after() <= self.id.ca.not_after() {
+                    debug!("CA certificate unchanged by the registry");
+                    return;
+                }
+                // Same key (the registry client checked): peers' certificates
+                // and the network's identity (a hash of that key) stay valid.
+                io.save(CA_FILE, c.to_pem().as_bytes(), 0o644);
+                info!(
+                    "CA certificate renewed: valid until {}",
+                    cert::utc_string(c.not_after())
+                );
+                self.id.ca = *c;
             }
         }
     }

@@ -191,6 +191,7 @@ pub struct Node {
     /// the CA, which signs the network version.
     id: Identity,
     renewal: Renewal,
+    ca_renewal: Renewal,
     started: Instant,
     /// The wall clock at the last timer turn: (instant, Unix seconds).
     wall: (Instant, u64),
@@ -270,7 +271,7 @@ impl Node {
         } = settings(&config, netconf.as_ref(), link_local);
         let endpoint = Endpoint::new(
             tunnel_config,
-            id.ca.der(),
+            &id.ca.public_key_der(),
             identity,
             CaAuthority::new(id.ca.clone(), &crl),
             t,
@@ -352,6 +353,7 @@ impl Node {
                 config.registry.is_some(),
             ),
             renewal: Renewal::new(id.cert.not_after()),
+            ca_renewal: Renewal::new(id.ca.not_after()),
             id,
             config,
             started: t,
@@ -455,6 +457,13 @@ impl Node {
                 registry_client::cert::utc_string(self.renewal.not_after())
             );
             io.registry(Job::Renew);
+        }
+        if self.registry.is_some() && self.ca_renewal.poll(t, unix) {
+            info!(
+                "CA certificate valid until {}: asking the registry for a renewed one",
+                registry_client::cert::utc_string(self.ca_renewal.not_after())
+            );
+            io.registry(Job::RenewCa);
         }
         if t >= self.mesh.poll_timeout() {
             let routes = self.routed_nodes();

@@ -26,6 +26,8 @@ pub enum RegistryResult {
     /// The certificate the registry gave back (verified: issued by the CA,
     /// for our key and prefix): a renewed one, or the same.
     Certificate(Box<Certificate>),
+    /// The CA certificate `getCa` gave (checked: same key and network).
+    Ca(Box<Certificate>),
     Failed(&'static str, String),
 }
 
@@ -46,6 +48,8 @@ pub enum Job {
     Bootstrap,
     /// A renewed certificate.
     Renew,
+    /// A renewed CA certificate.
+    RenewCa,
 }
 
 impl Job {
@@ -54,6 +58,7 @@ impl Job {
             Job::NetworkConfig => 0,
             Job::Bootstrap => 1,
             Job::Renew => 2,
+            Job::RenewCa => 3,
         }
     }
 }
@@ -61,8 +66,8 @@ impl Job {
 /// Per kind: running, and asked for again meanwhile.
 #[derive(Debug, Default)]
 pub struct Jobs {
-    running: [bool; 3],
-    again: [bool; 3],
+    running: [bool; 4],
+    again: [bool; 4],
 }
 
 impl Jobs {

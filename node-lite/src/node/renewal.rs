@@ -1,4 +1,5 @@
-//! When the running node asks the registry to renew its certificate: from
+//! When the running node asks the registry to renew its certificate (and
+//! the CA's, with `getCa`, as re6st does): from
 //! `RENEW_PERIOD` (30 days) before it expires, as re6st does, then again
 //! after each failure or unchanged answer with a growing wait that stays
 //! under a day, so a router that cannot reach its registry for a while
@@ -69,6 +70,14 @@ impl Renewal {
 
     pub fn failed(&mut self, e: String) {
         self.last_error = Some(e);
+    }
+
+    pub fn status(&self) -> super::status::CertificateStatus {
+        super::status::CertificateStatus {
+            not_after: self.not_after,
+            renew_from: self.renew_from(),
+            renewal_error: self.last_error.clone(),
+        }
     }
 }
 

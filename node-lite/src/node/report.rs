@@ -69,13 +69,10 @@ impl Node {
                 last_ok_s: r.last_ok.map(|o| t.millis_since(o) / 1000),
                 last_error: r.last_error.clone(),
             }),
-            certificate: status::CertificateStatus {
-                not_after: self.renewal.not_after(),
-                renew_from: self.renewal.renew_from(),
-                renewal_error: self.renewal.last_error().map(str::to_owned),
-            },
+            certificate: self.renewal.status(),
+            ca: self.ca_renewal.status(),
             reachable: self.mesh.reachable(),
-            public_addresses: self.own_addrs.clone(),
+            public_addresses: self.announced(),
             tunnels,
             babel_interfaces: self
                 .lans

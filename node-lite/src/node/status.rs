@@ -18,6 +18,8 @@ pub struct Status {
     pub network_config_version: Option<u64>,
     pub registry: Option<Registry>,
     pub certificate: CertificateStatus,
+    /// The CA certificate, renewed through `getCa` (same key) as re6st does.
+    pub ca: CertificateStatus,
     /// Someone connected to us.
     pub reachable: bool,
     pub public_addresses: Vec<SocketAddr>,
@@ -42,7 +44,7 @@ pub struct Registry {
     pub last_error: Option<String>,
 }
 
-/// Our certificate's validity and its renewal.
+/// Our certificate's (or the CA's) validity and its renewal.
 #[derive(Clone, Debug, Default)]
 pub struct CertificateStatus {
     /// Unix seconds.
@@ -50,6 +52,28 @@ pub struct CertificateStatus {
     pub renew_from: u64,
     /// Why the last renewal attempt failed, until one succeeds.
     pub renewal_error: Option<String>,
+}
+
+impl CertificateStatus {
+    fn to_json(&self) -> String {
+        Object::new()
+            .str("expires", &utc_string(self.not_after))
+            .str("renew_from", &utc_string(self.renew_from))
+            .num("not_after", self.not_after)
+            .raw("renewal_error", opt_string(self.renewal_error.as_deref()))
+            .finish()
+    }
+
+    fn line(&self, what: &str) -> String {
+        format!(
+            "{what:<9} valid until {}, renewal from {}{}\n",
+            utc_string(self.not_after),
+            utc_string(self.renew_from),
+            self.renewal_error
+                .as_ref()
+                .map_or_else(String::new, |e| format!(" (last try: {e})"))
+        )
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -225,18 +249,8 @@ impl Status {
             .num("uptime_s", self.uptime_s)
             .opt_num("network_config_version", self.network_config_version)
             .raw("registry", registry)
-            .raw(
-                "certificate",
-                Object::new()
-                    .str("expires", &utc_string(self.certificate.not_after))
-                    .str("renew_from", &utc_string(self.certificate.renew_from))
-                    .num("not_after", self.certificate.not_after)
-                    .raw(
-                        "renewal_error",
-                        opt_string(self.certificate.renewal_error.as_deref()),
-                    )
-                    .finish(),
-            )
+            .raw("certificate", self.certificate.to_json())
+            .raw("ca", self.ca.to_json())
             .bool("reachable", self.reachable)
             .raw(
                 "public_addresses",
@@ -302,16 +316,8 @@ impl Status {
             }
             None => s += "registry  none configured\n",
         }
-        let c = &self.certificate;
-        let _ = writeln!(
-            s,
-            "cert      valid until {}, renewal from {}{}",
-            utc_string(c.not_after),
-            utc_string(c.renew_from),
-            c.renewal_error
-                .as_ref()
-                .map_or_else(String::new, |e| format!(" (last try: {e})"))
-        );
+        s += &self.certificate.line("cert");
+        s += &self.ca.line("ca");
         let addrs: Vec<String> = self
             .public_addresses
             .iter()
@@ -432,6 +438,11 @@ mod tests {
                 renew_from: 1_827_408_000,
                 renewal_error: None,
             },
+            ca: CertificateStatus {
+                not_after: 1_900_000_000,
+                renew_from: 1_897_408_000,
+                renewal_error: Some("getCa: timed out".into()),
+            },
             reachable: true,
             public_addresses: vec!["198.51.100.2:1194".parse().unwrap()],
             tunnels: vec![Tunnel {
@@ -501,6 +512,8 @@ mod tests {
             r#""registry":{"url":"http://192.0.2.9/","last_ok_s":12,"last_error":"bootstrap peer: \"timed out\""}"#,
             r#""certificate":{"expires":"#,
             r#""not_after":1830000000,"renewal_error":null}"#,
+            r#""ca":{"expires":"#,
+            r#""not_after":1900000000,"renewal_error":"getCa: timed out"}"#,
             r#""reachable":true"#,
             r#""public_addresses":["198.51.100.2:1194"]"#,
             r#""direction":"client","state":"up","age_s":70,"rtt_ms":0.5,"loss":0,"cost":96"#,

@@ -5,7 +5,8 @@
 //! - `mac1 = MAC(HASH("mac1----" ‖ network_id), msg[..mac1])`. WireGuard keys it
 //!   with the responder's static key; with Noise XX the initiator does not know
 //!   that key, so ours is keyed by the **network**: `network_id` is a hash of the
-//!   CA certificate. Datagrams from outside the re6st network (or from another
+//!   CA's public key (not of its certificate, which a renewal replaces with the
+//!   same key and new dates). Datagrams from outside the re6st network (or from another
 //!   network) die here for the cost of one BLAKE2s.
 //! - `mac2 = MAC(cookie, msg[..mac2])` or zeros. Under load the responder
 //!   demands it and answers initiations without a valid mac2 with a cookie
@@ -59,10 +60,10 @@ pub fn mac_eq(a: &[u8; MAC_LEN], b: &[u8; MAC_LEN]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Keys every member of one re6st network derives from its CA certificate.
+/// Keys every member of one re6st network derives from its CA's public key.
 #[derive(Clone)]
 pub struct NetworkKeys {
-    /// `HASH(label ‖ CA DER)`; also the Noise prologue, so a handshake
+    /// `HASH(label ‖ CA public key DER)`; also the Noise prologue, so a handshake
     /// between members of different networks fails.
     pub network_id: [u8; 32],
     mac1_key: [u8; 32],
@@ -70,8 +71,9 @@ pub struct NetworkKeys {
 }
 
 impl NetworkKeys {
-    pub fn from_ca_der(ca_der: &[u8]) -> Self {
-        let network_id = hash(&[LABEL_NETWORK, ca_der]);
+    /// From the CA's public key (SubjectPublicKeyInfo DER).
+    pub fn new(ca_key: &[u8]) -> Self {
+        let network_id = hash(&[LABEL_NETWORK, ca_key]);
         NetworkKeys {
             network_id,
             mac1_key: hash(&[LABEL_MAC1, &network_id]),
@@ -364,8 +366,8 @@ mod tests {
 
     #[test]
     fn mac1_binds_the_network() {
-        let net = NetworkKeys::from_ca_der(b"ca one");
-        let other = NetworkKeys::from_ca_der(b"ca two");
+        let net = NetworkKeys::new(b"ca one");
+        let other = NetworkKeys::new(b"ca two");
         let mut msg = [0u8; wire::INIT_LEN];
         wire::emit_init(&mut msg, 1, &[7; wire::INIT_NOISE_LEN]).unwrap();
         net.fill_macs(&mut msg, None);
@@ -377,7 +379,7 @@ mod tests {
 
     #[test]
     fn cookie_round_trip_binds_the_source_address() {
-        let net = NetworkKeys::from_ca_der(b"ca");
+        let net = NetworkKeys::new(b"ca");
         let mut checker = CookieChecker::new();
         let src: SocketAddr = "192.0.2.1:326".parse().unwrap();
         let now = Instant::from_secs(5);

@@ -413,7 +413,7 @@ mod tests {
 
     #[test]
     fn xx_completes_and_keys_match() {
-        let net = NetworkKeys::from_ca_der(CA);
+        let net = NetworkKeys::new(CA);
         let alice = identity(&ALICE, [1; 32]);
         let bob = identity(&BOB, [2; 32]);
         let t = Instant::from_secs(1);
@@ -461,10 +461,7 @@ mod tests {
     fn different_networks_cannot_complete() {
         let alice = identity(&ALICE, [1; 32]);
         let bob = identity(&BOB, [2; 32]);
-        let (na, nb) = (
-            NetworkKeys::from_ca_der(CA),
-            NetworkKeys::from_ca_der(OTHER_CA),
-        );
+        let (na, nb) = (NetworkKeys::new(CA), NetworkKeys::new(OTHER_CA));
         let t = Instant::ZERO;
         let mut b1 = [0u8; MAX_HANDSHAKE_LEN];
         let mut b2 = [0u8; MAX_HANDSHAKE_LEN];
@@ -483,7 +480,7 @@ mod tests {
 
     #[test]
     fn deterministic_with_fixed_seeds() {
-        let net = NetworkKeys::from_ca_der(CA);
+        let net = NetworkKeys::new(CA);
         let alice = identity(&ALICE, [1; 32]);
         let mut a = [0u8; wire::INIT_LEN];
         let mut b = [0u8; wire::INIT_LEN];

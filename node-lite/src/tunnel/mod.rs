@@ -370,12 +370,13 @@ fn slot_of(index: u32) -> usize {
 }
 
 impl<A: Authority> Endpoint<A> {
-    /// `ca_der` is the network CA (it keys mac1 and the Noise prologue),
+    /// `ca_key` is the network CA's public key, SubjectPublicKeyInfo DER (it
+    /// keys mac1 and the Noise prologue),
     /// `unix_now` the wall clock at `now`, `seed` 32 random bytes ([`os_seed`];
     /// fixed in tests).
     pub fn new(
         config: Config,
-        ca_der: &[u8],
+        ca_key: &[u8],
         identity: Identity,
         authority: A,
         now: Instant,
@@ -386,7 +387,7 @@ impl<A: Authority> Endpoint<A> {
         let (vr, vb) = config.verifications_per_sec;
         let (sr, sb) = config.verifications_per_source;
         Endpoint {
-            keys: NetworkKeys::from_ca_der(ca_der),
+            keys: NetworkKeys::new(ca_key),
             identity,
             authority,
             tunnels: vec![None],

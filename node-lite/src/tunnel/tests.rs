@@ -769,7 +769,7 @@ fn max_clients_is_enforced() {
 fn handshake_flood_costs_no_rsa_and_spares_live_tunnels() {
     let (mut sim, ia, ib) = connected();
     let verifications = sim.peers[1].rsa.get();
-    let net = cookie::NetworkKeys::from_ca_der(fixtures::CA);
+    let net = cookie::NetworkKeys::new(fixtures::CA);
     let attacker_id = fixtures::identity(&STRANGER, [5; 32]);
     let mut cookie_replies = 0;
     let mut responses = 0;
@@ -848,7 +848,7 @@ fn cookie_retry_connects_under_load() {
     // Use up Bob's only token.
     let stranger: SocketAddr = "198.51.100.1:9".parse().unwrap();
     let mut buf = [0u8; wire::INIT_LEN];
-    let net = cookie::NetworkKeys::from_ca_der(fixtures::CA);
+    let net = cookie::NetworkKeys::new(fixtures::CA);
     handshake::Handshake::initiate(
         &net,
         &fixtures::identity(&ALICE, [7; 32]),
@@ -888,7 +888,7 @@ fn connect_under_flood() -> Option<u64> {
         peer(&BOB, "192.0.2.2:326", 2),
     ]);
     let bob = sim.peers[1].addr;
-    let net = cookie::NetworkKeys::from_ca_der(fixtures::CA);
+    let net = cookie::NetworkKeys::new(fixtures::CA);
     let attacker = fixtures::identity(&STRANGER, [5; 32]);
     let flood: Vec<(SocketAddr, [u8; wire::INIT_LEN])> = (0..1000u32)
         .map(|i| {

@@ -427,7 +427,7 @@ impl Sim {
                 Some(c) => RegistryResult::NetworkConfig(Box::new(c.clone()), Vec::new()),
                 None => RegistryResult::Failed("network config", "none (simulated)".into()),
             },
-            Job::Renew => RegistryResult::Failed("renewal", "not simulated".into()),
+            Job::Renew | Job::RenewCa => RegistryResult::Failed("renewal", "not simulated".into()),
         }
     }
 
