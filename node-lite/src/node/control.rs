@@ -220,6 +220,7 @@ impl Node {
                 match job {
                     Job::NetworkConfig => {
                         self.versions.fetched(t, None);
+                        self.netconf_refresh.failed(t);
                     }
                     Job::Bootstrap => self.mesh.bootstrapped(None),
                     Job::Renew => self.renewal.failed(format!("{what}: {e}")),
