@@ -12,7 +12,8 @@ PACKAGES=(ca-certificates curl git gcc libc6-dev python3 python3-venv openssl ip
           faketime  # wall clock offsets: certificate renewal (tests/tests/renewal.rs)
           busybox shellcheck  # OpenWrt package: init script under ash, shellcheck
           systemd  # Debian package: systemd-analyze verify/security on its unit
-          stunnel4)  # a TLS frontend in front of the registry (tests/tests/https.rs)
+          stunnel4  # a TLS frontend in front of the registry (tests/tests/https.rs)
+          chromium)  # the LuCI app's views, headless (tests/tests/luci.rs)
 
 die() { echo "tests/setup: $*" >&2; exit 1; }
 have() { command -v "$1" >/dev/null 2>&1; }

@@ -46,6 +46,11 @@ pub const COMMANDS: &[Command] = &[
         run: crate::register::command,
     },
     Command {
+        name: "rpcd",
+        summary: "the LuCI app's rpcd plugin (list | call METHOD)",
+        run: crate::rpcd::command,
+    },
+    Command {
         name: "info",
         summary: "print the registration and prefix held in the state directory (offline)",
         run: crate::info::command,

@@ -325,7 +325,7 @@ impl Config {
     }
 
     /// Checks across options.
-    fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         let ways = [self.token.is_some(), self.email.is_some(), self.anonymous];
         if ways.iter().filter(|w| **w).count() > 1 {
             return Err("token, email and anonymous are alternatives: set one".into());

@@ -31,7 +31,8 @@ Output: key=value lines a shell can eval, or a JSON object (--json).
 
 Keys: state_dir, registered (1/0: a certificate valid now), state (registered, expired, none, broken),
 error (broken only), prefix, address, network, cn, not_before, not_after (Unix
-seconds), expires (UTC), renew_from (UTC), expired (1/0).";
+seconds), expires (UTC), renew_from (UTC), expired (1/0), ca_fingerprint
+(sha256:HEX).";
 
 /// One fact: a key and its value, typed for JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,9 +135,15 @@ fn examine(dir: &StateDir, now: u64) -> Result<Info, Failure> {
                 cert::utc_string(id.cert.not_after().saturating_sub(RENEW_PERIOD)),
             );
             info.flag("expired", expired);
+            info.text("ca_fingerprint", id.ca.fingerprint_sha256());
         }
     }
     Ok(info)
+}
+
+/// The JSON object `info --json` prints, for state directory `dir`.
+pub fn json(dir: &std::path::Path) -> Result<String, Failure> {
+    Ok(examine(&StateDir::new(dir.to_path_buf()), registry_client::now())?.to_json())
 }
 
 pub fn command(p: &mut lexopt::Parser) -> Result<(), Failure> {

@@ -26,6 +26,7 @@ pub mod net;
 pub mod node;
 pub mod offload;
 pub mod register;
+pub mod rpcd;
 pub mod selftest;
 pub mod time;
 pub mod tunnel;

@@ -54,6 +54,8 @@ Options:
   --force                register again even if DIR holds a valid certificate
   --renew                renew the certificate now and refresh the network config
   --timeout SECS         give up on a registry call after SECS seconds (default 60)
+  --progress FILE        keep FILE up to date with the registration's step and
+                         outcome (JSON; the OpenWrt service writes run_dir/registration.json)
 
 Exit codes: 0 ok, 2 usage, 10 unreachable, 11 timeout, 12 unexpected HTTP status,
 13 CA fingerprint mismatch, 14 bad CA signature, 15 bad reply HMAC, 16 invalid token,
@@ -86,6 +88,43 @@ struct Opts {
     force: bool,
     renew: bool,
     timeouts: Timeouts,
+    progress: Progress,
+}
+
+/// `--progress FILE`: where the registration stands, as one JSON object
+/// rewritten (atomically) at each step, for the LuCI app: `{"state":
+/// "running", "step": "ca" | "key" | "certificate" | "config", "since"}`,
+/// then `{"state": "done"}` or `{"state": "failed", "exit", "error"}`.
+#[derive(Debug, Default)]
+struct Progress(Option<PathBuf>);
+
+impl Progress {
+    fn write(&self, fields: &str) {
+        let Some(path) = &self.0 else { return };
+        let text = format!("{{{fields},\"since\":{}}}\n", registry_client::now());
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .is_err()
+        {
+            log::warn!("cannot write {}", path.display());
+        }
+    }
+
+    fn step(&self, step: &str) {
+        self.write(&format!("\"state\":\"running\",\"step\":\"{step}\""));
+    }
+
+    fn finish(&self, r: &Result<(), Failure>) {
+        match r {
+            Ok(()) => self.write("\"state\":\"done\""),
+            Err(f) => self.write(&format!(
+                "\"state\":\"failed\",\"exit\":{},\"error\":{}",
+                f.code,
+                crate::json::string(&f.msg)
+            )),
+        }
+    }
 }
 
 fn usage(msg: impl Into<String>) -> Failure {
@@ -105,6 +144,7 @@ fn parse(p: &mut lexopt::Parser) -> Result<Option<Opts>, Failure> {
     let mut force = false;
     let mut renew = false;
     let mut timeouts = Timeouts::default();
+    let mut progress = Progress::default();
     while let Some(arg) = p.next()? {
         match arg {
             Short('h') | Long("help") => {
@@ -124,6 +164,7 @@ fn parse(p: &mut lexopt::Parser) -> Result<Option<Opts>, Failure> {
             Short('d') | Long("dir") => dir = p.value()?.into(),
             Long("force") => force = true,
             Long("renew") => renew = true,
+            Long("progress") => progress = Progress(Some(p.value()?.into())),
             Long("timeout") => {
                 let v = p.value()?.string()?;
                 let secs: f64 = v
@@ -160,6 +201,7 @@ fn parse(p: &mut lexopt::Parser) -> Result<Option<Opts>, Failure> {
         force,
         renew,
         timeouts,
+        progress,
     }))
 }
 
@@ -167,13 +209,20 @@ pub fn command(p: &mut lexopt::Parser) -> Result<(), Failure> {
     let Some(o) = parse(p)? else {
         return Ok(());
     };
+    o.progress.step("ca");
+    let r = run(&o);
+    o.progress.finish(&r);
+    r
+}
+
+fn run(o: &Opts) -> Result<(), Failure> {
     let now = registry_client::now();
     let dir = StateDir::new(&o.dir);
     match dir.load(now)? {
         Loaded::Registered { id, expired } if !o.force => {
             let due = now.saturating_add(RENEW_PERIOD) >= id.cert.not_after();
             if o.renew || due || expired {
-                renew(&o, &dir, &id)
+                renew(o, &dir, &id)
             } else {
                 println!(
                     "Already registered in {}: certificate valid until {}, renewal from {}.",
@@ -186,7 +235,7 @@ pub fn command(p: &mut lexopt::Parser) -> Result<(), Failure> {
                 Ok(())
             }
         }
-        Loaded::Registered { id, .. } => register(&o, &dir, Some(&id.cert)),
+        Loaded::Registered { id, .. } => register(o, &dir, Some(&id.cert)),
         Loaded::Broken(e) => {
             if o.renew {
                 return Err(Failure::new(
@@ -198,13 +247,13 @@ pub fn command(p: &mut lexopt::Parser) -> Result<(), Failure> {
                 "existing state in {} is unusable ({e}); registering anew",
                 o.dir.display()
             );
-            register(&o, &dir, None)
+            register(o, &dir, None)
         }
         Loaded::Empty if o.renew => Err(usage(format!(
             "nothing to renew: no certificate in {}",
             o.dir.display()
         ))),
-        Loaded::Empty => register(&o, &dir, None),
+        Loaded::Empty => register(o, &dir, None),
     }
 }
 
@@ -239,6 +288,7 @@ fn register(o: &Opts, dir: &StateDir, previous: Option<&Certificate>) -> Result<
     }
     let network = ca.network()?;
     let bits = ca.key_bits();
+    o.progress.step("key");
     println!(
         "Network {}/{} (CA {:?}, {bits}-bit key).",
         network.to_ipv6(),
@@ -261,7 +311,14 @@ fn register(o: &Opts, dir: &StateDir, previous: Option<&Certificate>) -> Result<
             let t0 = Instant::now();
             let k = cert::generate_key(bits)?;
             println!("Key generated in {:.1} s.", t0.elapsed().as_secs_f64());
-            (k, true)
+            // Kept at once when there is nothing it could break: a failed
+            // request (registry down, bad token) then reuses it rather than
+            // spend minutes on another.
+            if previous.is_none() {
+                dir.create()?;
+                dir.write_atomic(state::KEY_FILE, cert::key_to_pem(&k)?.as_bytes(), 0o600)?;
+            }
+            (k, previous.is_some())
         }
     };
 
@@ -279,6 +336,7 @@ fn register(o: &Opts, dir: &StateDir, previous: Option<&Certificate>) -> Result<
     dir.create()?;
     dir.check_writable()?;
     println!("Requesting a certificate ...");
+    o.progress.step("certificate");
     let crt = registry
         .request_certificate(&token, &csr, o.location.as_deref())
         .map_err(|e| match (&e, &mode) {
@@ -311,6 +369,7 @@ fn register(o: &Opts, dir: &StateDir, previous: Option<&Certificate>) -> Result<
         dir.path(state::KEY_FILE).display()
     );
 
+    o.progress.step("config");
     let mut session = registry.session(ca, key, subnet.node);
     match session.network_config() {
         Ok((config, raw)) => {

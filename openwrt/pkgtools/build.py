@@ -15,6 +15,11 @@ layouts follow OpenWrt's include/package-pack.mk and scripts/ipkg-build:
   <name>.list, .conffiles and .conffiles_static in the payload.
 Both carry /lib/upgrade/keep.d/<name> for the conffile entries that are not
 shipped files (the state directory), as package-pack.mk does.
+
+The LuCI app (luci-app-re6st/) is one architecture-independent package
+(ipk arch `all`, apk arch `noarch`), laid out as luci.mk does: htdocs/ to
+/www/, root/ to /, and luci.mk's default postinst (clear LuCI's caches,
+reload rpcd for the new ACL and plugin).
 """
 
 import gzip
@@ -34,6 +39,7 @@ OPENWRT = pathlib.Path(__file__).resolve().parent.parent
 ROOT = OPENWRT.parent
 FEED_PKG = OPENWRT / "re6st-lite"
 FILES = FEED_PKG / "files"
+LUCI_APP = ROOT / "luci-app-re6st"
 
 sys.path.insert(0, str(ROOT / "cross"))
 import boards as profiles  # noqa: E402
@@ -242,15 +248,16 @@ def control_text(meta, arch, installed_size):
 
 def build_ipk(meta, arch, binary, boards):
     files, dirs = payload(meta, binary, arch, boards)
+    return ipk(meta, arch, files, dirs, scripts(meta)[0])
+
+
+def ipk(meta, arch, files, dirs, ipk_scripts):
     items = tree(files, dirs)
     data_tar = tar(items, meta.epoch)
-    ipk_scripts, _ = scripts(meta)
     conffiles = sorted(c for c in meta.conffiles if c.strip("/") in files)
-    control = {
-        "control": (0o644, control_text(meta, arch, len(data_tar)).encode()),
-        "postinst": (0o755, ipk_scripts["postinst"].encode()),
-        "prerm": (0o755, ipk_scripts["prerm"].encode()),
-    }
+    control = {"control": (0o644, control_text(meta, arch, len(data_tar)).encode())}
+    for name, text in ipk_scripts.items():
+        control[name] = (0o755, text.encode())
     if conffiles:
         control["conffiles"] = (0o644, "".join(c + "\n" for c in conffiles).encode())
     control_tar = tar(tree(control, {}), meta.epoch)
@@ -279,20 +286,24 @@ def ipk_name(meta, arch):
 
 def build_apk(meta, arch, binary, boards):
     files, dirs = payload(meta, binary, arch, boards)
+    return apk(meta, arch, files, dirs, scripts(meta)[1])
+
+
+def apk(meta, arch, files, dirs, apk_scripts):
     pkgdir = "lib/apk/packages"
     # package-pack.mk: the list is every file and symlink (sorted) before the
     # conffiles lists are added; .conffiles is the Makefile's list as is;
     # .conffiles_static has "path sha256" of each conffile that is a file.
     listing = sorted("/" + p for p in list(files))
     files[f"{pkgdir}/{meta.name}.list"] = (0o644, "".join(p + "\n" for p in listing).encode())
-    files[f"{pkgdir}/{meta.name}.conffiles"] = (
-        0o644, "".join(c + "\n" for c in meta.conffiles).encode())
+    if meta.conffiles:
+        files[f"{pkgdir}/{meta.name}.conffiles"] = (
+            0o644, "".join(c + "\n" for c in meta.conffiles).encode())
     static = [f"{c} {hashlib.sha256(files[c.strip('/')][1]).hexdigest()}\n"
               for c in meta.conffiles if c.strip("/") in files]
     if static:
         files[f"{pkgdir}/{meta.name}.conffiles_static"] = (0o644, "".join(static).encode())
     entries = [adb.Entry(i.path, i.mode, i.data, mtime=meta.epoch) for i in tree(files, dirs)]
-    _, apk_scripts = scripts(meta)
     info = {
         "name": meta.name,
         "version": meta.version,
@@ -309,3 +320,60 @@ def build_apk(meta, arch, binary, boards):
 
 def apk_name(meta):
     return f"{meta.name}-{meta.version}.apk"
+
+
+# -- the LuCI app -------------------------------------------------------------
+
+class LuciMeta:
+    """luci-app-re6st's metadata, from its Makefile as luci.mk reads it."""
+
+    def __init__(self, epoch=None):
+        mk = makefile_vars(LUCI_APP / "Makefile")
+        core = makefile_vars()
+        self.name = LUCI_APP.name
+        self.version = f"{mk['PKG_VERSION']}-r{mk['PKG_RELEASE']}"
+        if mk["PKG_VERSION"] != cargo_version():
+            raise SystemExit(f"{self.name}/Makefile PKG_VERSION {mk['PKG_VERSION']} "
+                             f"differs from node-lite's version {cargo_version()}")
+        self.maintainer = core["PKG_MAINTAINER"]
+        self.license = mk["PKG_LICENSE"]
+        self.section = "luci"
+        self.url = core["Package.URL"]
+        self.source = f"feeds/re6st/{self.name}"
+        self.depends = ["libc"] + [d[1:] for d in mk["LUCI_DEPENDS"].split() if d.startswith("+")]
+        self.description = [mk["LUCI_TITLE"]]
+        self.description_line = mk["LUCI_TITLE"]
+        self.conffiles = []
+        self.epoch = int(epoch if epoch is not None else source_date_epoch())
+
+
+def luci_payload():
+    """htdocs/ to /www/, root/ to /, modes kept (the rpcd plugin runs)."""
+    files = {}
+    for base, dest in ((LUCI_APP / "htdocs", "www/"), (LUCI_APP / "root", "")):
+        for f in sorted(base.rglob("*")):
+            if f.is_file():
+                mode = 0o755 if os.access(f, os.X_OK) else 0o644
+                files[dest + str(f.relative_to(base))] = (mode, f.read_bytes())
+    return files, {}
+
+
+def luci_scripts(meta):
+    """luci.mk's default postinst (the app has no uci-defaults of its own)."""
+    body = ('[ -n "${IPKG_INSTROOT}" ] || {\n'
+            '\trm -f /tmp/luci-indexcache*\n'
+            '\trm -rf /tmp/luci-modulecache/\n'
+            '\tkillall -HUP rpcd 2>/dev/null\n'
+            '\texit 0\n'
+            '}\n')
+    return ({"postinst": "#!/bin/sh\n" + body},
+            {"post-install": "#!/bin/sh\n" + body, "post-upgrade": "#!/bin/sh\n" + body})
+
+
+def build_luci(meta):
+    """(ipk name, ipk bytes, apk name, apk bytes)."""
+    files, dirs = luci_payload()
+    ipk_scripts, apk_scripts = luci_scripts(meta)
+    return (f"{meta.name}_{meta.version}_all.ipk", ipk(meta, "all", files, dirs, ipk_scripts),
+            f"{meta.name}-{meta.version}.apk",
+            apk(meta, "noarch", dict(files), dirs, apk_scripts))

@@ -269,6 +269,76 @@ class Apk(unittest.TestCase):
         self.assertLess(path.stat().st_size, len(BINARIES[arch]) + 64 * 1024)
 
 
+class Luci(unittest.TestCase):
+    """luci-app-re6st: one package for every architecture."""
+
+    def setUp(self):
+        self.meta = build.LuciMeta()
+        self.ipk_name, self.ipk, self.apk_name, self.apk = build.build_luci(self.meta)
+        app = build.LUCI_APP
+        self.expected = {"www/" + str(f.relative_to(app / "htdocs")): f
+                         for f in (app / "htdocs").rglob("*") if f.is_file()}
+        self.expected.update({str(f.relative_to(app / "root")): f
+                              for f in (app / "root").rglob("*") if f.is_file()})
+
+    def test_ipk(self):
+        self.assertEqual(self.ipk_name, f"luci-app-re6st_{build.cargo_version()}-r1_all.ipk")
+        outer = {x.name: d for x, d in members(gunzip_checked(self, self.ipk, "ipk"))}
+        control = {x.name: d for x, d in members(gzip.decompress(outer["./control.tar.gz"]))}
+        self.assertEqual(sorted(control), ["./", "./control", "./postinst"])
+        fields = dict(ln.split(": ", 1) for ln in control["./control"].decode().splitlines()
+                      if not ln.startswith(" "))
+        self.assertEqual(fields["Architecture"], "all")
+        self.assertEqual(fields["Depends"], "libc, re6st-lite, luci-base")
+        self.assertEqual(fields["Section"], "luci")
+        sh_syntax(self, control["./postinst"].decode(), "postinst")
+        self.assertIn("killall -HUP rpcd", control["./postinst"].decode())
+        data = {x.name[2:]: (x.mode, d) for x, d in members(gzip.decompress(outer["./data.tar.gz"]))
+                if d is not None}
+        self.assertEqual(set(data), set(self.expected))
+        for path, f in self.expected.items():
+            self.assertEqual(data[path][1], f.read_bytes(), path)
+        self.assertEqual(data["usr/libexec/rpcd/luci.re6st"][0], 0o755)
+        self.assertEqual(data["www/luci-static/resources/view/re6st/overview.js"][0], 0o644)
+
+    def test_apk(self):
+        self.assertEqual(self.apk_name, f"luci-app-re6st-{build.cargo_version()}-r1.apk")
+        p = adb.read_package(self.apk)
+        self.assertEqual(p["info"]["arch"], "noarch")
+        self.assertEqual(p["info"]["depends"], ["libc", "luci-base", "re6st-lite"])
+        self.assertEqual(set(p["scripts"]), {"post-install", "post-upgrade"})
+        files = {e["path"] for e in p["paths"] if not e["dir"]}
+        self.assertEqual(files, set(self.expected) | {"lib/apk/packages/luci-app-re6st.list"})
+
+    def test_json_files_and_plugin(self):
+        """The menu and ACL as LuCI and rpcd read them; the ACL grants only
+        methods the plugin lists, and the views call only granted ones."""
+        import json
+        import re
+        app = build.LUCI_APP
+        menu = json.loads((app / "root/usr/share/luci/menu.d/luci-app-re6st.json").read_text())
+        acl = json.loads((app / "root/usr/share/rpcd/acl.d/luci-app-re6st.json").read_text())
+        self.assertEqual(list(acl), ["luci-app-re6st"])
+        for path, entry in menu.items():
+            self.assertTrue(path.startswith("admin/services/re6st"), path)
+            action = entry["action"]
+            if action["type"] == "view":
+                self.assertTrue((app / "htdocs/luci-static/resources/view" / (action["path"] + ".js")).is_file())
+        self.assertEqual(menu["admin/services/re6st"]["depends"]["acl"], ["luci-app-re6st"])
+        granted = {}
+        for mode in ("read", "write"):
+            for obj, methods in acl["luci-app-re6st"][mode].get("ubus", {}).items():
+                granted.setdefault(obj, set()).update(methods)
+        views = "".join(f.read_text() for f in (app / "htdocs").rglob("*.js"))
+        called = set(re.findall(r"object: '([\w.]+)', method: '(\w+)'", views))
+        self.assertGreaterEqual(len(called), 6, called)
+        for obj, method in called:
+            self.assertIn(method, granted.get(obj, ()), f"{obj}.{method} not granted")
+        plugin = (app / "root/usr/libexec/rpcd/luci.re6st").read_text()
+        self.assertTrue(plugin.startswith("#!/bin/sh"))
+        self.assertIn("re6st-lite rpcd", plugin)
+
+
 class Names(unittest.TestCase):
     def test_file_names(self):
         self.assertEqual(build.ipk_name(META, "mipsel_24kc"),

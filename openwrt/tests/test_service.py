@@ -271,6 +271,7 @@ class InitScript(unittest.TestCase):
         registers = [c for c in calls.of("re6st-lite") if c[0] == "register"]
         self.assertEqual(registers, [[
             "register", "--registry", "http://re6st.example/", "--dir", "/etc/re6st",
+            "--progress", "/var/run/re6st/registration.json",
             "--fingerprint", "sha256:" + "ab" * 32, "--token", "T0k3n"]])
         self.assertEqual(calls.services, 1)  # the reload
         self.assertEqual(list(calls.instances), ["node"])
@@ -281,7 +282,8 @@ class InitScript(unittest.TestCase):
         r.set_info(UNREGISTERED, register_rc=10)
         calls = r.sh("/etc/init.d/re6st register", check=False)
         self.assertEqual(r.last.returncode, 10)
-        self.assertIn(["register", "--registry", "http://r/", "--dir", "/etc/re6st", "--anonymous"],
+        self.assertIn(["register", "--registry", "http://r/", "--dir", "/etc/re6st",
+                       "--progress", "/var/run/re6st/registration.json", "--anonymous"],
                       calls.of("re6st-lite"))
         self.assertEqual(calls.services, 0)
         self.assertTrue(calls.logged("registration failed (exit 10)"))

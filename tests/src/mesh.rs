@@ -136,6 +136,13 @@ impl Mesh {
         self.wire_node(ns, |_, _, dir| register_anonymous(url, dir))
     }
 
+    /// One more node wired to the bridge but not registered (its state
+    /// directory is empty); returns its index.
+    pub fn add_node_unregistered(&mut self) -> usize {
+        let ns = Netns::new(&format!("n{}", self.nodes.len()));
+        self.wire_node(ns, |_, _, _| {})
+    }
+
     /// Wire namespace `ns` to the bridge (node i at 198.51.100.<i + 1>),
     /// then `register` the node into its state directory, from the
     /// namespace if it likes; returns its index.
@@ -149,8 +156,13 @@ impl Mesh {
         let ip = format!("198.51.100.{}", i + 1);
         let dev = bridge_port(&self.hub, &ns, &format!("{ip}/24"));
         register(&self.registry, &ns, &dir);
-        let id = identity(&dir);
-        let (address, prefix) = (id.subnet.address().to_string(), id.subnet.to_string());
+        // A node left unregistered (it registers later) has no address yet.
+        let (address, prefix) = if dir.join("cert.crt").is_file() {
+            let id = identity(&dir);
+            (id.subnet.address().to_string(), id.subnet.to_string())
+        } else {
+            Default::default()
+        };
         self.nodes.push(Node {
             ns,
             run_dir: self.tmp.sub(&format!("run{i}")),

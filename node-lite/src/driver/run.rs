@@ -165,6 +165,8 @@ enum Input {
     RegistryUdp,
     Control(tokio::net::UnixStream),
     Ask(registry_node::Ask),
+    /// `renew` on the status socket (the LuCI app's "Renew now").
+    Renew,
     Hup,
     Stop,
     /// A timer, or more to read from a source drained last turn.
@@ -289,6 +291,7 @@ async fn run(config: Config) -> Result<(), Failure> {
 
     let (lan_tx, mut lan_rx) = mpsc::unbounded_channel();
     let (ask_tx, mut ask_rx) = mpsc::unbounded_channel();
+    let (renew_tx, mut renew_rx) = mpsc::unbounded_channel();
     let control_open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (tx, mut registry_rx) = mpsc::unbounded_channel();
     let registry = match config.registry.clone() {
@@ -381,6 +384,7 @@ async fn run(config: Config) -> Result<(), Failure> {
             _ = readable(d.os.registry_udp.as_ref()) => Input::RegistryUdp,
             Ok(stream) = accept(control.as_ref()) => Input::Control(stream),
             Some(ask) = ask_rx.recv() => Input::Ask(ask),
+            Some(()) = renew_rx.recv() => Input::Renew,
             () = &mut sleep => {
                 armed = None;
                 Input::Nothing
@@ -404,12 +408,16 @@ async fn run(config: Config) -> Result<(), Failure> {
             }
             Input::Lan(r) => d.on_lan(t, r),
             Input::Status(stream) => {
-                tokio::spawn(super::status::answer(stream, d.status(t)));
+                tokio::spawn(super::status::answer(stream, d.status(t), renew_tx.clone()));
             }
             Input::RegistryUdp => d.drain_registry_udp(t, &mut buf),
             Input::Control(stream) => registry_node::serve(stream, ask_tx.clone(), &control_open),
             Input::Ask((request, answer)) => {
                 let _ = answer.send(d.core.babel_control(t, &request));
+            }
+            Input::Renew => {
+                info!("renewing the certificate now, as asked");
+                d.core.renew_now();
             }
             Input::Hup => {
                 info!("SIGHUP: checking the network config");

@@ -1,8 +1,8 @@
 //! `re6st-lite status [--json]`: the running node's state, asked over a
 //! Unix socket in `run_dir` that only root can open (mode 0600).
 //!
-//! The request is one line, `json` or `text`; the daemon writes the answer
-//! and closes. The JSON schema is documented in the README ("Status JSON")
+//! The request is one line, `json` or `text` (or `renew`: renew the
+//! certificate now, answered `ok`); the daemon writes the answer and closes. The JSON schema is documented in the README ("Status JSON")
 //! and only grows: fields are never renamed or removed.
 
 use std::io::{Read, Write};
@@ -48,7 +48,11 @@ pub fn bind(run_dir: &Path) -> std::io::Result<tokio::net::UnixListener> {
 
 /// Answer one status request (`json` or `text`), on its own task: a slow
 /// client does not hold up the node.
-pub(super) async fn answer(stream: tokio::net::UnixStream, status: Status) {
+pub(super) async fn answer(
+    stream: tokio::net::UnixStream,
+    status: Status,
+    renew: tokio::sync::mpsc::UnboundedSender<()>,
+) {
     let mut req = [0u8; 16];
     let read = async {
         loop {
@@ -64,6 +68,10 @@ pub(super) async fn answer(stream: tokio::net::UnixStream, status: Status) {
     };
     let answer = if req[..n].starts_with(b"json") {
         status.to_json() + "\n"
+    } else if req[..n].starts_with(b"renew") {
+        // The event loop asks the registry at its next turn.
+        let _ = renew.send(());
+        "ok\n".to_string()
     } else {
         status.to_text()
     };
@@ -101,20 +109,26 @@ pub fn command(p: &mut lexopt::Parser) -> Result<(), Failure> {
         }
     }
     let config = source.load()?;
-    let path = socket_path(&config.run_dir);
-    let not_running = |e: std::io::Error| {
+    let answer = query(&config.run_dir, if json { b"json\n" } else { b"text\n" }).map_err(|e| {
         Failure::new(
             EXIT_NOT_RUNNING,
-            format!("no node answers on {}: {e}", path.display()),
+            format!(
+                "no node answers on {}: {e}",
+                socket_path(&config.run_dir).display()
+            ),
         )
-    };
-    let mut s = UnixStream::connect(&path).map_err(not_running)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(not_running)?;
-    s.write_all(if json { b"json\n" } else { b"text\n" })
-        .map_err(not_running)?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).map_err(not_running)?;
+    })?;
     print!("{answer}");
     Ok(())
+}
+
+/// Ask the node over its status socket: `json`, `text` or `renew` (then
+/// `ok`), one line.
+pub fn query(run_dir: &Path, request: &[u8]) -> std::io::Result<String> {
+    let mut s = UnixStream::connect(socket_path(run_dir))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(request)?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    Ok(answer)
 }

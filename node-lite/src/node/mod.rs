@@ -486,6 +486,13 @@ impl Node {
         self.lan_timers(t, io);
     }
 
+    /// Ask the registry to renew the certificate at the next timer turn,
+    /// whatever its date (it answers with the same one while more than 30
+    /// days are left).
+    pub fn renew_now(&mut self) {
+        self.renewal.force();
+    }
+
     /// Check the network config now (SIGHUP).
     pub fn refresh_network_config(&mut self, t: Instant) {
         self.netconf_refresh.soon(t);

@@ -20,6 +20,8 @@ pub struct Renewal {
     next_try: Option<Instant>,
     wait_ms: u64,
     last_error: Option<String>,
+    /// Asked for now, whatever the date.
+    forced: bool,
 }
 
 impl Renewal {
@@ -30,6 +32,7 @@ impl Renewal {
             next_try: None,
             wait_ms: FIRST_WAIT_MS,
             last_error: None,
+            forced: false,
         }
     }
 
@@ -50,6 +53,9 @@ impl Renewal {
     /// next attempt is scheduled as if this one will not bring a new
     /// certificate.
     pub fn poll(&mut self, t: Instant, unix: u64) -> bool {
+        if std::mem::take(&mut self.forced) {
+            return true;
+        }
         if unix < self.renew_from() || self.next_try.is_some_and(|n| t < n) {
             return false;
         }
@@ -66,6 +72,11 @@ impl Renewal {
         if not_after > self.not_after {
             *self = Renewal::new(not_after);
         }
+    }
+
+    /// Ask at the next poll, once, whatever the date.
+    pub fn force(&mut self) {
+        self.forced = true;
     }
 
     pub fn failed(&mut self, e: String) {

@@ -63,6 +63,7 @@ impl Node {
             address: self.address,
             network: self.network,
             uptime_s: t.millis_since(self.started) / 1000,
+            port: self.config.port,
             network_config_version: self.netconf_version,
             registry: self.registry.as_ref().map(|r| status::Registry {
                 url: r.url.clone(),

@@ -15,6 +15,8 @@ pub struct Status {
     pub address: Ipv6Addr,
     pub network: Ipv6Net,
     pub uptime_s: u64,
+    /// The tunnels' UDP port.
+    pub port: u16,
     pub network_config_version: Option<u64>,
     pub registry: Option<Registry>,
     pub certificate: CertificateStatus,
@@ -247,6 +249,7 @@ impl Status {
             .str("address", &self.address.to_string())
             .str("network", &self.network.to_string())
             .num("uptime_s", self.uptime_s)
+            .num("port", self.port)
             .opt_num("network_config_version", self.network_config_version)
             .raw("registry", registry)
             .raw("certificate", self.certificate.to_json())
@@ -427,6 +430,7 @@ mod tests {
             address: ip("2001:db8:42:1000::1"),
             network: net("2001:db8:42::/48"),
             uptime_s: 75,
+            port: 1194,
             network_config_version: Some(3),
             registry: Some(Registry {
                 url: "http://192.0.2.9/".into(),
@@ -507,7 +511,7 @@ mod tests {
         let j = sample().to_json();
         for part in [
             r#""prefix":"2001:db8:42:1000::/68""#,
-            r#""uptime_s":75"#,
+            r#""uptime_s":75,"port":1194"#,
             r#""network_config_version":3"#,
             r#""registry":{"url":"http://192.0.2.9/","last_ok_s":12,"last_error":"bootstrap peer: \"timed out\""}"#,
             r#""certificate":{"expires":"#,

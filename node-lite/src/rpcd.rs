@@ -1,0 +1,221 @@
+//! `re6st-lite rpcd list | call METHOD`: the rpcd backend of the LuCI app,
+//! as an rpcd exec plugin (`/usr/libexec/rpcd/luci.re6st` is a two-line
+//! wrapper that execs this). rpcd runs the plugin with `list` to learn the
+//! methods and their arguments, and with `call METHOD`, the arguments as a
+//! JSON object on stdin, for each call; the answer is one JSON object on
+//! stdout.
+//!
+//! The daemon's own code answers, so the app and the daemon cannot
+//! disagree: `options` is the daemon's option table, `check` its own
+//! validation of a candidate config, `status` its status socket (a node
+//! that is not running is an answer, not an error), `info` and
+//! `registration` what `info` and `register --progress` know, `renew` asks
+//! the running node to renew its certificate now.
+
+use std::io::Read;
+
+use lexopt::prelude::*;
+use serde_json::{json, Map, Value as Json};
+
+use crate::config::{Config, Kind, Source, OPTIONS};
+use crate::failure::{exit, Failure};
+
+const USAGE: &str = "\
+Usage: re6st-lite rpcd [-c FILE] [-o NAME=VALUE]... (list | call METHOD)
+The LuCI app's rpcd plugin (object luci.re6st): `list` prints the methods,
+`call METHOD` reads the arguments (a JSON object) on stdin and prints the
+answer. Methods: options, status, info, registration, check, renew.";
+
+/// Where `register --progress` writes, in run_dir.
+pub const PROGRESS_FILE: &str = "registration.json";
+
+/// The methods and their arguments, as rpcd's `list` wants them.
+fn list() -> Json {
+    json!({
+        "options": {},
+        "status": {},
+        "info": {},
+        "registration": {},
+        "check": { "values": {} },
+        "renew": {},
+    })
+}
+
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Path => "path",
+        Kind::Text => "text",
+        Kind::Bool => "bool",
+        Kind::Number => "number",
+        Kind::List => "list",
+    }
+}
+
+/// Every option of the config file: the Settings page is made from it.
+fn options() -> Json {
+    let list: Vec<Json> = OPTIONS
+        .iter()
+        .map(|o| {
+            json!({
+                "name": o.name,
+                "kind": kind_name(o.kind),
+                "default": o.default,
+                "help": o.help,
+            })
+        })
+        .collect();
+    json!({ "options": list })
+}
+
+/// A candidate config from the Settings page (`{"values": {name: value or
+/// [values]}}`), checked by the daemon's own rules: the first error names
+/// its option.
+fn check(args: &Json) -> Json {
+    let empty = Map::new();
+    let values = args
+        .get("values")
+        .and_then(Json::as_object)
+        .unwrap_or(&empty);
+    let mut c = Config::default();
+    for (name, v) in values {
+        let items: Vec<&Json> = match v {
+            Json::Array(a) => a.iter().collect(),
+            v => vec![v],
+        };
+        for item in items {
+            let text = match item {
+                Json::String(s) => s.clone(),
+                Json::Number(n) => n.to_string(),
+                Json::Bool(b) => if *b { "1" } else { "0" }.to_string(),
+                _ => return json!({ "ok": false, "option": name, "error": "not a value" }),
+            };
+            if let Err(e) = c.set(name, &text, false) {
+                return json!({ "ok": false, "option": name, "error": e });
+            }
+        }
+    }
+    match c.check() {
+        Ok(()) => json!({ "ok": true }),
+        Err(e) => json!({ "ok": false, "option": null, "error": e }),
+    }
+}
+
+/// A JSON text from the daemon or a file, as a value (null if unreadable).
+fn parsed(text: &str) -> Json {
+    serde_json::from_str(text).unwrap_or(Json::Null)
+}
+
+fn call(method: &str, args: &Json, config: &Config) -> Result<Json, Failure> {
+    Ok(match method {
+        "options" => options(),
+        "check" => check(args),
+        "status" => match crate::driver::status::query(&config.run_dir, b"json\n") {
+            Ok(s) => json!({ "running": true, "status": parsed(&s) }),
+            Err(e) => json!({ "running": false, "error": e.to_string() }),
+        },
+        "renew" => match crate::driver::status::query(&config.run_dir, b"renew\n") {
+            Ok(s) => json!({ "ok": s.trim() == "ok" }),
+            Err(e) => json!({ "ok": false, "error": e.to_string() }),
+        },
+        "info" => parsed(&crate::info::json(&config.state_dir)?),
+        "registration" => match std::fs::read_to_string(config.run_dir.join(PROGRESS_FILE)) {
+            Ok(s) => parsed(&s),
+            Err(_) => json!({ "state": "none" }),
+        },
+        _ => {
+            return Err(Failure::new(
+                exit::USAGE,
+                format!("unknown method {method:?}"),
+            ))
+        }
+    })
+}
+
+pub fn command(p: &mut lexopt::Parser) -> Result<(), Failure> {
+    let mut source = Source::default();
+    let mut words = Vec::new();
+    while let Some(arg) = p.next()? {
+        if let Some(which) = Source::which(&arg) {
+            source.read(p, which)?;
+            continue;
+        }
+        match arg {
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            Value(v) => words.push(v.string()?),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    let answer = match words.as_slice() {
+        [l] if l == "list" => list(),
+        [c, method] if c == "call" => {
+            let mut input = String::new();
+            let _ = std::io::stdin().read_to_string(&mut input);
+            let args = if input.trim().is_empty() {
+                Json::Object(Map::new())
+            } else {
+                serde_json::from_str(&input)
+                    .map_err(|e| Failure::new(exit::USAGE, format!("arguments: {e}")))?
+            };
+            match method.as_str() {
+                // Neither needs the config file (it may be the broken one).
+                "options" => options(),
+                "check" => check(&args),
+                // A broken config is an answer too: the page says what is wrong.
+                _ => match source.load() {
+                    Ok(config) => call(method, &args, &config)?,
+                    Err(e) => json!({ "error": e.to_string() }),
+                },
+            }
+        }
+        _ => return Err(Failure::new(exit::USAGE, USAGE)),
+    };
+    println!("{answer}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_option_is_listed_with_its_default() {
+        let o = options();
+        let list = o["options"].as_array().unwrap();
+        assert_eq!(list.len(), OPTIONS.len());
+        let port = list.iter().find(|o| o["name"] == "port").unwrap();
+        assert_eq!(port["default"], "1194");
+        assert_eq!(port["kind"], "number");
+    }
+
+    #[test]
+    fn check_names_the_bad_option() {
+        let ok = check(
+            &json!({"values": {"port": "1195", "peer": ["192.0.2.1:1194"], "gateway": true}}),
+        );
+        assert_eq!(ok, json!({"ok": true}));
+        let bad = check(&json!({"values": {"registry": "http://r.example/", "port": "0"}}));
+        assert_eq!(bad["ok"], false);
+        assert_eq!(bad["option"], "port");
+        let unknown = check(&json!({"values": {"nonsense": "1"}}));
+        assert_eq!(unknown["option"], "nonsense");
+        let list = check(&json!({"values": {"peer": ["192.0.2.1:1194", "bad"]}}));
+        assert_eq!(list["option"], "peer");
+        assert!(list["error"].as_str().unwrap().contains("bad"), "{list}");
+    }
+
+    #[test]
+    fn list_names_every_method_call_answers() {
+        let config = Config::default();
+        for m in list().as_object().unwrap().keys() {
+            let r = call(m, &json!({}), &config);
+            // info may fail on this machine's /etc/re6st; never "unknown".
+            if let Err(e) = r {
+                assert!(!e.to_string().contains("unknown method"), "{m}: {e}");
+            }
+        }
+        assert!(call("nope", &json!({}), &config).is_err());
+    }
+}
