@@ -15,6 +15,11 @@
 //!
 //! Screenshots go to `<target>/luci-screenshots/` (those in the app's README
 //! were made by this test).
+//!
+//! With `LUCI_RUNTIME=<a LuCI checkout>` (not in CI: it cannot fetch LuCI),
+//! the Overview, Settings and Log of node 0 are also loaded in LuCI's own
+//! runtime (luci-base's luci.js, ui.js, form.js, rpc.js... and the
+//! bootstrap theme's CSS from that checkout) and checked the same way.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -58,8 +63,17 @@ struct Server {
 impl Server {
     fn start(config: &Path, log: &Path, service: &Path) -> Server {
         let port = free_port();
-        let child = Command::new("python3")
-            .arg(Path::new(APP).join("tests/standin/server.py"))
+        let mut cmd = Command::new("python3");
+        if let Some(luci) = std::env::var_os("LUCI_RUNTIME").map(PathBuf::from) {
+            cmd.arg(Path::new(APP).join("tests/standin/server.py"))
+                .arg("--luci-runtime")
+                .arg(luci.join("modules/luci-base/htdocs/luci-static"))
+                .arg("--luci-theme")
+                .arg(luci.join("themes/luci-theme-bootstrap/htdocs/luci-static/bootstrap"));
+        } else {
+            cmd.arg(Path::new(APP).join("tests/standin/server.py"));
+        }
+        let child = cmd
             .args(["--port", &port.to_string(), "--bin"])
             .arg(node_bin())
             .arg("--config")
@@ -100,16 +114,32 @@ impl Server {
     }
 
     fn screenshot(&self, query: &str, name: &str) {
+        self.screenshot_of(&self.url(query), name);
+    }
+
+    fn screenshot_of(&self, url: &str, name: &str) {
         let file = screenshots().join(name);
         run_ok(
             Command::new(chromium())
                 .args(headless())
                 .arg(format!("--screenshot={}", file.display()))
                 .args(["--window-size=1100,1900"])
-                .arg(self.url(query)),
+                .arg(url),
             "chromium --screenshot",
         );
         assert!(file.is_file(), "no {}", file.display());
+    }
+
+    /// The page's DOM in LuCI's own runtime (`LUCI_RUNTIME`).
+    fn real_dom(&self, view: &str) -> String {
+        let url = format!("http://127.0.0.1:{}/real?view={view}", self.port);
+        run_ok(
+            Command::new(chromium())
+                .args(headless())
+                .arg("--dump-dom")
+                .arg(&url),
+            "chromium --dump-dom (LuCI runtime)",
+        )
     }
 }
 
@@ -322,6 +352,24 @@ fn luci_app_in_chromium() {
         dom.contains("is up"),
         "no tunnel line in the log view\n{dom}"
     );
+
+    if std::env::var_os("LUCI_RUNTIME").is_some() {
+        let dom = s0.real_dom("re6st/overview");
+        for want in ["re6st-overview", "running", "Neighbourhood", "<svg", &m.nodes[0].prefix] {
+            assert!(dom.contains(want), "LuCI runtime: overview lacks {want:?}\n{dom}");
+        }
+        s0.screenshot_of(&format!("http://127.0.0.1:{}/real?view=re6st/overview", s0.port), "luci-overview.png");
+        let dom = s0.real_dom("re6st/settings");
+        for o in options_of_the_daemon() {
+            assert!(dom.contains(&format!("cbid.re6st.node.{o}")), "LuCI runtime: settings lack {o}\n{dom}");
+        }
+        s0.screenshot_of(&format!("http://127.0.0.1:{}/real?view=re6st/settings", s0.port), "luci-settings.png");
+        let dom = s0.real_dom("re6st/log");
+        assert!(dom.contains("is up"), "LuCI runtime: log\n{dom}");
+        println!("LuCI runtime: overview, settings and log rendered");
+    } else {
+        println!("LuCI runtime: not checked (set LUCI_RUNTIME to a LuCI checkout)");
+    }
 
     // A node that is not registered: Register now.
     let i = m.add_node_unregistered();

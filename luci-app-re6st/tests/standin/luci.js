@@ -53,9 +53,24 @@
 				params: [ '00000000000000000000000000000000', object, method, args || {} ] })
 		}).then((r) => r.json()).then((r) => {
 			if (r.error) throw new Error(r.error.message);
-			if (r.result[0] !== 0) throw new Error('ubus status ' + r.result[0]);
-			return r.result[1];
+			return r.result;
 		});
+	}
+
+	// As LuCI's rpc.js: a non-zero status resolves to that number (rejects
+	// with `reject: true`); `expect` picks a key, and a value of another
+	// type than the expected default gives the default.
+	function reply(d, result) {
+		if (d.reject && result[0] !== 0) throw new Error('ubus status ' + result[0]);
+		let ret = result.length > 1 ? result[1] : result[0];
+		if (d.expect) {
+			const key = Object.keys(d.expect)[0];
+			if (ret !== null && ret !== undefined && key !== '') ret = ret[key];
+			const type = Object.prototype.toString;
+			if (ret === null || ret === undefined || type.call(ret) !== type.call(d.expect[key]))
+				ret = d.expect[key];
+		}
+		return ret;
 	}
 
 	const rpc = {
@@ -63,12 +78,7 @@
 			return function() {
 				const args = {};
 				(d.params || []).forEach((p, i) => { args[p] = arguments[i]; });
-				return ubus(d.object, d.method, args).then((res) => {
-					if (!d.expect) return res;
-					const key = Object.keys(d.expect)[0];
-					if (key === '') return res === undefined ? d.expect[''] : res;
-					return (res && res[key] !== undefined) ? res[key] : d.expect[key];
-				});
+				return ubus(d.object, d.method, args).then((result) => reply(d, result));
 			};
 		}
 	};
@@ -92,7 +102,7 @@
 	const uciState = {};
 	const uci = {
 		load: function(conf) {
-			return ubus('uci', 'get', { config: conf }).then((r) => { uciState[conf] = r.values || {}; });
+			return ubus('uci', 'get', { config: conf }).then((r) => { uciState[conf] = r[1].values || {}; });
 		},
 		sections: function(conf, type) {
 			return Object.values(uciState[conf] || {}).filter((s) => !type || s['.type'] === type);
@@ -118,7 +128,10 @@
 
 	const fs = {
 		exec_direct: function(cmd, args) {
-			return ubus('file', 'exec', { command: cmd, params: args }).then((r) => r.stdout || '');
+			return ubus('file', 'exec', { command: cmd, params: args }).then((r) => {
+				if (r[0] !== 0) throw new Error('ubus status ' + r[0]);
+				return r[1].stdout || '';
+			});
 		}
 	};
 

@@ -15,6 +15,13 @@ written for the tests: not OpenWrt's code.
     node's log file;
   - service list and rc init: the test's service script (`SCRIPT list`
     prints procd's instances as JSON, `SCRIPT start|stop|restart` acts).
+
+With --luci-runtime DIR (luci-base's htdocs/luci-static from a LuCI
+checkout you provide; nothing is fetched or kept here) and --luci-theme DIR
+(a theme's htdocs/luci-static/<theme>), /real?view=re6st/overview loads the
+view in LuCI's own runtime instead, as its view.ut page does, and /ubus
+also answers what that runtime asks on its own (the `list` probe, batched
+calls, session access, features, preload, network devices for widgets).
 """
 import argparse
 import json
@@ -71,6 +78,17 @@ class Stand:
         self.plugin = plugin.replace("/usr/sbin/re6st-lite", a.bin).replace("/etc/config/re6st", a.config)
         assert self.plugin != plugin, "the plugin's exec line changed"
 
+    def exec(self, cmd, via):
+        """The one command the views run (logread -e re6st: the node's log
+        file), if the ACL grants it through `via` (file, or cgi-io)."""
+        grants = {**self.acl["read"].get("file", {}), **self.acl.get("write", {}).get("file", {})}
+        if "exec" not in grants.get(cmd, []):
+            return None
+        if via == "cgi-io" and "exec" not in self.acl["read"].get("cgi-io", []):
+            return None
+        text = pathlib.Path(self.a.log).read_text(errors="replace") if os.path.exists(self.a.log) else ""
+        return text[-20000:]
+
     def allowed(self, object, method):
         for grant in ("read", "write"):
             methods = self.acl.get(grant, {}).get("ubus", {}).get(object, [])
@@ -80,12 +98,8 @@ class Stand:
 
     def call(self, object, method, args):
         if object == "file" and method == "exec":
-            cmd = " ".join([args["command"]] + args.get("params", []))
-            files = {**self.acl["read"].get("file", {}), **self.acl.get("write", {}).get("file", {})}
-            if "exec" not in files.get(cmd, []):
-                return 6, None
-            text = pathlib.Path(self.a.log).read_text(errors="replace") if os.path.exists(self.a.log) else ""
-            return 0, {"code": 0, "stdout": text[-20000:]}
+            text = self.exec(" ".join([args["command"]] + args.get("params", [])), "file")
+            return (6, None) if text is None else (0, {"code": 0, "stdout": text})
         if object == "uci":
             if args.get("config") != "re6st" or "re6st" not in self.acl["read"].get("uci", []):
                 return 6, None
@@ -101,7 +115,29 @@ class Stand:
             if method == "commit":
                 return 0, {}
             return 3, None
+        # What LuCI's own runtime asks, answered as a router with a LAN
+        # bridge would (only in --luci-runtime mode).
+        runtime = {
+            ("session", "access"): {"access": True},
+            ("luci", "getFeatures"): {},
+            ("file", "list"): {"entries": []},
+            ("luci-rpc", "getNetworkDevices"): {
+                d: {"name": d, "up": True, "type": 1, "devtype": t, "mac": "02:00:00:00:00:0%d" % i,
+                    "flags": {"up": True}, "stats": {}, "ipaddrs": [], "ip6addrs": []}
+                for i, (d, t) in enumerate([("br-lan", "bridge"), ("eth0", "ethernet"), ("eth1", "ethernet")])},
+            ("luci-rpc", "getWirelessDevices"): {},
+            ("luci-rpc", "getBoardJSON"): {},
+            ("luci-rpc", "getHostHints"): {},
+            ("network.interface", "dump"): {"interface": []},
+            ("network.device", "status"): {},
+            ("network.wireless", "status"): {},
+            ("luci", "getSwconfigFeatures"): {},
+            ("network", "get_proto_handlers"): {},
+        }
+        if self.a.luci_runtime and (object, method) in runtime:
+            return 0, runtime[(object, method)]
         if not self.allowed(object, method):
+            sys.stderr.write(f"ubus {object}.{method}: denied or unknown\n")
             return 6, None  # UBUS_STATUS_PERMISSION_DENIED
         if object == "luci.re6st":
             r = subprocess.run(["sh", "-c", self.plugin, "luci.re6st", "call", method],
@@ -119,6 +155,33 @@ class Stand:
         return 3, None  # UBUS_STATUS_METHOD_NOT_FOUND
 
 
+def real_page(url):
+    """LuCI's header.ut + view.ut for `?view=...` (no menu, no theme JS)."""
+    from urllib.parse import parse_qs, urlparse
+    view = parse_qs(urlparse(url).query).get("view", ["re6st/overview"])[0]
+    env = {
+        "media": "/luci-static/bootstrap", "resource": "/luci-static/resources",
+        "scriptname": "/cgi-bin/luci", "pathinfo": "/admin/services/" + view.replace("re6st/", "re6st/"),
+        "documentroot": "/www", "requestpath": ["admin", "services"] + view.split("/"),
+        "dispatchpath": ["admin", "services"] + view.split("/"), "pollinterval": 5,
+        "ubuspath": "/ubus/", "sessionid": "0" * 32, "token": "0" * 32,
+        "nodespec": {"satisfied": True, "action": {"type": "view", "path": view}},
+        "apply_rollback": 90, "apply_holdoff": 4, "apply_timeout": 5, "apply_display": 1.5,
+        "rollback_token": None,
+    }
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>re6st (LuCI runtime)</title>
+<link rel="stylesheet" href="/luci-static/bootstrap/cascade.css">
+<script src="/luci-static/resources/cbi.js"></script>
+<script src="/luci-static/resources/promis.min.js"></script>
+<script src="/luci-static/resources/luci.js"></script>
+<script>sessionStorage.clear(); L = new LuCI({json.dumps(env)});</script>
+</head><body><div id="maincontent" class="container"><div id="view">
+<div class="spinning">Loading view…</div>
+<script>L.require('ui').then(function(ui) {{ ui.instantiateView({json.dumps(view)}); }});</script>
+</div></div></body></html>"""
+
+
 def handler(stand):
     class H(BaseHTTPRequestHandler):
         def log_message(self, fmt, *args):
@@ -133,6 +196,18 @@ def handler(stand):
 
         def do_GET(self):
             path = self.path.split("?")[0]
+            if path == "/real":
+                return self.reply(200, real_page(self.path).encode(), "text/html")
+            runtime = stand.a.luci_runtime
+            if runtime and path.startswith("/luci-static/") and not path.startswith("/luci-static/resources/view/re6st/"):
+                theme = stand.a.luci_theme
+                f = (pathlib.Path(theme).parent / path[len("/luci-static/"):] if theme and
+                     not path.startswith("/luci-static/resources/") else
+                     pathlib.Path(runtime) / path[len("/luci-static/"):])
+                if f.is_file():
+                    ctype = {".js": "application/javascript", ".css": "text/css"}.get(f.suffix, "text/plain")
+                    return self.reply(200, f.read_bytes(), ctype)
+                return self.reply(404, b"", "text/plain")
             if path == "/":
                 f = HERE / "index.html"
             elif path.startswith("/standin/"):
@@ -148,12 +223,29 @@ def handler(stand):
             self.reply(200, f.read_bytes(), ctype)
 
         def do_POST(self):
+            path = self.path.split("?")[0]  # LuCI adds a cache-busting query
+            if path == "/cgi-bin/cgi-exec":
+                # cgi-io's exec, as LuCI's fs.exec_direct posts it.
+                from urllib.parse import parse_qs
+                form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+                cmd = re.sub(r"\\(.)", r"\1", form["command"][0])
+                text = stand.exec(cmd, "cgi-io")
+                if text is None:
+                    return self.reply(403, b"", "text/plain")
+                return self.reply(200, text.encode(), "text/plain")
+            if not path.startswith("/ubus"):
+                return self.reply(404, b"", "text/plain")
             req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            _, object, method, args = req["params"]
-            status, data = stand.call(object, method, args)
-            result = [status] if data is None else [status, data]
-            body = json.dumps({"jsonrpc": "2.0", "id": req["id"], "result": result}).encode()
-            self.reply(200, body, "application/json")
+
+            def one(r):
+                if r.get("method") == "list":
+                    return {"jsonrpc": "2.0", "id": r["id"], "result": {}}
+                _, object, method, args = r["params"]
+                status, data = stand.call(object, method, args or {})
+                result = [status] if data is None else [status, data]
+                return {"jsonrpc": "2.0", "id": r["id"], "result": result}
+            out = [one(r) for r in req] if isinstance(req, list) else one(req)
+            self.reply(200, json.dumps(out).encode(), "application/json")
     return H
 
 
@@ -164,6 +256,8 @@ def main():
     p.add_argument("--config", required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--service", required=True)
+    p.add_argument("--luci-runtime", help="luci-base's htdocs/luci-static (a LuCI checkout)")
+    p.add_argument("--luci-theme", help="a theme's htdocs/luci-static/<theme>")
     a = p.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", a.port), handler(Stand(a)))
     print(f"listening on {a.port}", flush=True)

@@ -9,15 +9,16 @@
 // a picture, and its tunnels, Babel neighbours, routes and LAN nodes. Every
 // figure comes from the daemon (`re6st-lite rpcd`, object luci.re6st).
 
-const callStatus = rpc.declare({ object: 'luci.re6st', method: 'status' });
-const callInfo = rpc.declare({ object: 'luci.re6st', method: 'info' });
-const callRegistration = rpc.declare({ object: 'luci.re6st', method: 'registration' });
-const callRenew = rpc.declare({ object: 'luci.re6st', method: 'renew' });
+// expect: an error status (a number) becomes {}.
+const callStatus = rpc.declare({ object: 'luci.re6st', method: 'status', expect: { '': {} } });
+const callInfo = rpc.declare({ object: 'luci.re6st', method: 'info', expect: { '': {} } });
+const callRegistration = rpc.declare({ object: 'luci.re6st', method: 'registration', expect: { '': {} } });
+const callRenew = rpc.declare({ object: 'luci.re6st', method: 'renew', expect: { '': {} } });
 const callServices = rpc.declare({
 	object: 'service', method: 'list', params: [ 'name' ], expect: { '': {} }
 });
 const callInit = rpc.declare({
-	object: 'rc', method: 'init', params: [ 'name', 'action' ]
+	object: 'rc', method: 'init', params: [ 'name', 'action' ], reject: true
 });
 
 const DAY = 86400;
@@ -156,9 +157,9 @@ function neighbourhood(s) {
 return view.extend({
 	load: function() {
 		return Promise.all([
-			L.resolveDefault(callStatus(), { running: false }),
+			L.resolveDefault(callStatus(), {}),
 			L.resolveDefault(callInfo(), {}),
-			L.resolveDefault(callRegistration(), { state: 'none' }),
+			L.resolveDefault(callRegistration(), {}),
 			L.resolveDefault(callServices('re6st'), {})
 		]);
 	},

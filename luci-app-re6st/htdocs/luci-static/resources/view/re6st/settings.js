@@ -11,7 +11,7 @@
 // option; nothing is saved then.
 
 const callOptions = rpc.declare({ object: 'luci.re6st', method: 'options', expect: { options: [] } });
-const callCheck = rpc.declare({ object: 'luci.re6st', method: 'check', params: [ 'values' ] });
+const callCheck = rpc.declare({ object: 'luci.re6st', method: 'check', params: [ 'values' ], expect: { '': {} } });
 
 const TABS = {
 	registry: [ 'registry', 'token', 'email', 'anonymous', 'fingerprint', 'registry_ca' ],
@@ -66,7 +66,6 @@ return view.extend({
 				if (opt.name === 'token') o.password = true;
 			}
 			o.rmempty = true;
-			o.optional = tab === 'advanced';
 		});
 		this.map = m;
 		return m.render();
