@@ -30,6 +30,8 @@ sys.path.insert(0, str(OPENWRT))
 from pkgtools import build  # noqa: E402
 
 BUSYBOX = shutil.which("busybox")
+# OpenWrt's busybox has flock; Debian's has not: util-linux's goes in.
+FLOCK = shutil.which("flock")
 OWN_TOOLS = {"uci", "ubus", "logger"}
 
 NETWORK = """config interface 'loopback'
@@ -113,6 +115,11 @@ class Root:
                 continue
             dst.parent.mkdir(parents=True, exist_ok=True)
             dst.symlink_to("/bin/busybox")
+        shutil.copy2(FLOCK, r / "usr/bin/flock")
+        for lib in libraries(FLOCK):
+            dst = r / lib.lstrip("/")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(lib, dst)
         if not (r / "bin" / "sh").exists():
             (r / "bin" / "sh").symlink_to("/bin/busybox")
         shutil.copytree(STANDIN, r, dirs_exist_ok=True, symlinks=True)
@@ -218,7 +225,7 @@ class InitScript(unittest.TestCase):
         self.assertEqual(node["respawn"], [])
         self.assertEqual(node["stdout"], ["1"])
         self.assertEqual(node["stderr"], ["1"])
-        self.assertEqual(node["file"], ["/etc/config/re6st"])
+        self.assertEqual(node["file"], ["/etc/config/re6st", "/usr/sbin/re6st-lite"])
         self.assertEqual(calls.triggers, [["re6st"]])
         self.assertIn(["info", "-c", "/etc/config/re6st"], calls.of("re6st-lite"))
 
@@ -287,6 +294,30 @@ class InitScript(unittest.TestCase):
                       calls.of("re6st-lite"))
         self.assertEqual(calls.services, 0)
         self.assertTrue(calls.logged("registration failed (exit 10)"))
+
+    def test_registration_does_not_hold_the_service_lock(self):
+        cfg = "config node 'node'\n\toption registry 'http://r/'\n\toption anonymous '1'\n"
+        r = self.root(config=cfg, info=UNREGISTERED)
+        r.set_info(UNREGISTERED, register_rc=10)
+        r.sh("/etc/init.d/re6st register", check=False)
+        self.assertEqual(r.read("harness/register-lock").strip(), "free")
+
+    def test_refused_registration_waits_for_a_config_change(self):
+        for rc in (13, 16, 17):
+            with self.subTest(rc=rc):
+                cfg = "config node 'node'\n\toption registry 'http://r/'\n\toption token 'bad'\n"
+                r = self.root(config=cfg, info=UNREGISTERED)
+                r.set_info(UNREGISTERED, register_rc=rc)
+                calls = r.sh("/etc/init.d/re6st register")  # exit 0: procd's respawn is moot
+                self.assertTrue(calls.logged(f"registration refused (exit {rc})"))
+                self.assertEqual(calls.services, 1)  # the reload
+                self.assertEqual(calls.instances, {})  # no register instance any more
+                calls = r.sh("/etc/init.d/re6st start")
+                self.assertEqual(calls.instances, {})
+                self.assertTrue(calls.logged("change /etc/config/re6st to try again"))
+                # A new token: registration again.
+                (r.path / "etc/config/re6st").write_text(cfg.replace("bad", "good"))
+                self.assertIn("register", r.sh("/etc/init.d/re6st start").instances)
 
     def test_email_asks_once_then_waits_for_the_token(self):
         cfg = "config node 'node'\n\toption registry 'http://r/'\n\toption email 'me@example.org'\n"
@@ -391,8 +422,36 @@ class UciDefaults(unittest.TestCase):
         self.assertEqual(r.uci("firewall.@zone[1].name"), "wan")
         # A second run changes nothing.
         files = {f: r.read(f"etc/config/{f}") for f in ("network", "firewall", "re6st")}
-        r.sh("sh /etc/uci-defaults/90-re6st-lite")
+        calls = r.sh("sh /etc/uci-defaults/90-re6st-lite")
         self.assertEqual(files, {f: r.read(f"etc/config/{f}") for f in files})
+        self.assertEqual(calls.of("ubus"), [])
+
+    def test_an_upgrade_keeps_what_the_admin_changed(self):
+        """Every upgrade runs the uci-defaults again (default_postinst): the
+        admin's deletion of network.re6st and of the tunnel rule, and their
+        ip6assign, stay; nothing is announced."""
+        r = Root()
+        self.addCleanup(r.cleanup)
+        calls = r.sh("sh /etc/uci-defaults/90-re6st-lite")
+        self.assertEqual(len(calls.of("ubus")), 2)
+        r.sh("uci delete network.re6st && uci set network.lan.ip6assign=60 && "
+             "uci delete firewall.re6st_tunnel && uci commit network && uci commit firewall")
+        files = {f: r.read(f"etc/config/{f}") for f in ("network", "firewall")}
+        calls = r.sh("sh /etc/uci-defaults/90-re6st-lite")  # the upgrade's run
+        self.assertEqual(files, {f: r.read(f"etc/config/{f}") for f in files})
+        self.assertIsNone(r.uci("network.re6st"))
+        self.assertEqual(calls.of("ubus"), [])
+
+    def test_only_what_changed_is_announced(self):
+        r = Root()
+        self.addCleanup(r.cleanup)
+        net = NETWORK.replace("option ip6assign '60'", "option ip6assign '64'")
+        net += "\nconfig interface 're6st'\n\toption proto 'static'\n\toption device 're6st0'\n"
+        (r.path / "etc/config/network").write_text(net)
+        calls = r.sh("sh /etc/uci-defaults/90-re6st-lite")
+        events = " ".join(" ".join(c) for c in calls.of("ubus"))
+        self.assertIn('"package":"firewall"', events)
+        self.assertNotIn('"package":"network"', events)
 
     def test_user_choices_are_kept(self):
         r = Root(config="config node 'node'\n\toption ra '1'\n")

@@ -4,6 +4,14 @@
 # /harness/calls, which the tests read back as procd would receive it.
 # shellcheck shell=dash
 
+# As OpenWrt's procd.sh does when sourced: the service's lock on fd 1000,
+# inherited by whatever the init script runs.
+if command -v flock > /dev/null; then
+	# shellcheck disable=SC3023 # busybox ash takes descriptors above 9
+	exec 1000>> "/var/lock/procd_$(basename "${initscript:-service}").lock"
+	flock -w 10 1000
+fi
+
 _procd_record() {
 	local a
 	printf '%s' "$1" >> /harness/calls
