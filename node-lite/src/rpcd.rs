@@ -10,7 +10,9 @@
 //! validation of a candidate config, `status` its status socket (a node
 //! that is not running is an answer, not an error), `info` and
 //! `registration` what `info` and `register --progress` know, `renew` asks
-//! the running node to renew its certificate now.
+//! the running node to renew its certificate now, `board` the memory
+//! defaults the init script gives this board (`/usr/share/re6st/board-defaults`
+//! by `/etc/openwrt_release`).
 
 use std::io::Read;
 
@@ -24,7 +26,11 @@ const USAGE: &str = "\
 Usage: re6st-lite rpcd [-c FILE] [-o NAME=VALUE]... (list | call METHOD)
 The LuCI app's rpcd plugin (object luci.re6st): `list` prints the methods,
 `call METHOD` reads the arguments (a JSON object) on stdin and prints the
-answer. Methods: options, status, info, registration, check, renew.";
+answer. Methods: options, status, info, registration, check, renew, board.";
+
+/// The package's board table and the release file naming this board.
+const BOARDS: &str = "/usr/share/re6st/board-defaults";
+const RELEASE: &str = "/etc/openwrt_release";
 
 /// Where `register --progress` writes, in run_dir.
 pub const PROGRESS_FILE: &str = "registration.json";
@@ -38,7 +44,40 @@ fn list() -> Json {
         "registration": {},
         "check": { "values": {} },
         "renew": {},
+        "board": {},
     })
+}
+
+/// `VAR='value'` from an os-release style file.
+fn release_var(text: &str, var: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let v = l.strip_prefix(var)?.strip_prefix('=')?;
+        Some(v.trim().trim_matches(|c| c == '\'' || c == '"').to_string())
+    })
+}
+
+/// This board's line of the board table, as the init script picks it: the
+/// line of its target, else the smallest board of its architecture.
+fn board(table: &str, release: &str) -> Json {
+    let target = release_var(release, "DISTRIB_TARGET").unwrap_or_default();
+    let arch = release_var(release, "DISTRIB_ARCH").unwrap_or_default();
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect())
+        .filter(|r: &Vec<&str>| r.len() == 7)
+        .collect();
+    let row = rows
+        .iter()
+        .find(|r| r[0] == target)
+        .or_else(|| rows.iter().find(|r| r[1] == arch));
+    match row {
+        Some(r) => json!({
+            "target": target, "arch": arch, "profile": r[0], "ram_mb": r[2].parse::<u64>().ok(),
+            "defaults": { "max_tunnels": r[3], "max_routes": r[4], "peer_cache": r[5], "packet_buffers": r[6] },
+        }),
+        None => json!({ "target": target, "arch": arch, "profile": null, "defaults": {} }),
+    }
 }
 
 fn kind_name(k: Kind) -> &'static str {
@@ -118,6 +157,10 @@ fn call(method: &str, args: &Json, config: &Config) -> Result<Json, Failure> {
             Err(e) => json!({ "ok": false, "error": e.to_string() }),
         },
         "info" => parsed(&crate::info::json(&config.state_dir)?),
+        "board" => board(
+            &std::fs::read_to_string(BOARDS).unwrap_or_default(),
+            &std::fs::read_to_string(RELEASE).unwrap_or_default(),
+        ),
         "registration" => match std::fs::read_to_string(config.run_dir.join(PROGRESS_FILE)) {
             Ok(s) => parsed(&s),
             Err(_) => json!({ "state": "none" }),
@@ -204,6 +247,25 @@ mod tests {
         let list = check(&json!({"values": {"peer": ["192.0.2.1:1194", "bad"]}}));
         assert_eq!(list["option"], "peer");
         assert!(list["error"].as_str().unwrap().contains("bad"), "{list}");
+    }
+
+    #[test]
+    fn board_as_the_init_script_picks_it() {
+        let table = "# target arch ram ...\nramips/mt76x8 mipsel_24kc 64 16 1024 100 64\n\
+                     ramips/mt7621 mipsel_24kc 128 30 4096 200 128\n";
+        let b = board(
+            table,
+            "DISTRIB_TARGET='ramips/mt7621'\nDISTRIB_ARCH='mipsel_24kc'\n",
+        );
+        assert_eq!(b["profile"], "ramips/mt7621");
+        assert_eq!(b["defaults"]["max_routes"], "4096");
+        // An unknown board of a known arch: the smallest of that arch.
+        let b = board(
+            table,
+            "DISTRIB_TARGET='ramips/other'\nDISTRIB_ARCH='mipsel_24kc'\n",
+        );
+        assert_eq!(b["profile"], "ramips/mt76x8");
+        assert_eq!(board(table, "")["profile"], Json::Null);
     }
 
     #[test]

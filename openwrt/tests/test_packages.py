@@ -337,6 +337,12 @@ class Luci(unittest.TestCase):
         plugin = (app / "root/usr/libexec/rpcd/luci.re6st").read_text()
         self.assertTrue(plugin.startswith("#!/bin/sh"))
         self.assertIn("re6st-lite rpcd", plugin)
+        # The methods the ACL grants are the plugin's own (rpcd's `list`).
+        binary = build.ROOT / "target/debug/re6st-lite"
+        if binary.is_file():  # the step builds it first; standalone runs may not
+            out = subprocess.run([str(binary), "rpcd", "list"], capture_output=True, text=True,
+                                 check=True).stdout
+            self.assertLessEqual(granted["luci.re6st"], set(json.loads(out)))
 
 
 class Names(unittest.TestCase):

@@ -355,15 +355,33 @@ fn luci_app_in_chromium() {
 
     if std::env::var_os("LUCI_RUNTIME").is_some() {
         let dom = s0.real_dom("re6st/overview");
-        for want in ["re6st-overview", "running", "Neighbourhood", "<svg", &m.nodes[0].prefix] {
-            assert!(dom.contains(want), "LuCI runtime: overview lacks {want:?}\n{dom}");
+        for want in [
+            "re6st-overview",
+            "running",
+            "Neighbourhood",
+            "<svg",
+            &m.nodes[0].prefix,
+        ] {
+            assert!(
+                dom.contains(want),
+                "LuCI runtime: overview lacks {want:?}\n{dom}"
+            );
         }
-        s0.screenshot_of(&format!("http://127.0.0.1:{}/real?view=re6st/overview", s0.port), "luci-overview.png");
+        s0.screenshot_of(
+            &format!("http://127.0.0.1:{}/real?view=re6st/overview", s0.port),
+            "luci-overview.png",
+        );
         let dom = s0.real_dom("re6st/settings");
         for o in options_of_the_daemon() {
-            assert!(dom.contains(&format!("cbid.re6st.node.{o}")), "LuCI runtime: settings lack {o}\n{dom}");
+            assert!(
+                dom.contains(&format!("cbid.re6st.node.{o}")),
+                "LuCI runtime: settings lack {o}\n{dom}"
+            );
         }
-        s0.screenshot_of(&format!("http://127.0.0.1:{}/real?view=re6st/settings", s0.port), "luci-settings.png");
+        s0.screenshot_of(
+            &format!("http://127.0.0.1:{}/real?view=re6st/settings", s0.port),
+            "luci-settings.png",
+        );
         let dom = s0.real_dom("re6st/log");
         assert!(dom.contains("is up"), "LuCI runtime: log\n{dom}");
         println!("LuCI runtime: overview, settings and log rendered");

@@ -8,9 +8,11 @@
 // Every option of /etc/config/re6st, as the daemon lists them (`options`:
 // name, kind, default, help), in three tabs. Before a save the candidate
 // values go to the daemon's own check (`check`), and an error names the
-// option; nothing is saved then.
+// option; nothing is saved then. The memory-dependent options show this
+// board's defaults (`board`), which the service uses when they are unset.
 
 const callOptions = rpc.declare({ object: 'luci.re6st', method: 'options', expect: { options: [] } });
+const callBoard = rpc.declare({ object: 'luci.re6st', method: 'board', expect: { defaults: {} } });
 const callCheck = rpc.declare({ object: 'luci.re6st', method: 'check', params: [ 'values' ], expect: { '': {} } });
 
 const TABS = {
@@ -23,11 +25,11 @@ const DEVICES = [ 'lan', 'babel_interface' ];
 
 return view.extend({
 	load: function() {
-		return Promise.all([ callOptions(), uci.load('re6st') ]);
+		return Promise.all([ callOptions(), L.resolveDefault(callBoard(), {}), uci.load('re6st') ]);
 	},
 
 	render: function(data) {
-		const options = data[0];
+		const [ options, board ] = data;
 		const m = new form.Map('re6st', _('re6st settings'),
 			_('Saved settings restart the node. Each option is checked by the node itself before it is saved.'));
 		const s = m.section(form.TypedSection, 'node');
@@ -61,7 +63,8 @@ return view.extend({
 				o.default = opt.default;
 			} else {
 				o = s.taboption(tab, form.Value, opt.name, opt.name, opt.help);
-				o.placeholder = opt.default;
+				// Memory-dependent options default to this board's values.
+				o.placeholder = board[opt.name] || opt.default;
 				if (opt.kind === 'number') o.datatype = 'uinteger';
 				if (opt.name === 'token') o.password = true;
 			}
