@@ -83,6 +83,7 @@ fn help() -> String {
     }
     s += "\nOptions:\n\
           \x20 --log-level LEVEL  error, warn, info (default), debug or trace\n\
+          \x20 --syslog           log to the system log (/dev/log) with each line's priority\n\
           \x20 -h, --help         this help; `re6st-lite <command> --help` for a command\n\
           \x20 -V, --version      print the version\n";
     s
@@ -101,6 +102,10 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> Result<(), Failure> {
             Short('V') | Long("version") => {
                 println!("{}", version());
                 return Ok(());
+            }
+            Long("syslog") => {
+                // Before the logger is in use; stderr if there is no log daemon.
+                crate::logger::use_syslog();
             }
             Long("log-level") => {
                 let v = p.value()?.string()?;

@@ -405,6 +405,11 @@ impl Source {
         Ok(())
     }
 
+    /// Whether `-c` or `-o` was given.
+    pub fn given(&self) -> bool {
+        self.file.is_some() || !self.overrides.is_empty()
+    }
+
     /// The configuration, or a usage failure naming the bad option or line.
     pub fn load(&self) -> Result<Config, Failure> {
         Config::load(self.file.as_deref(), &self.overrides)

@@ -1,13 +1,56 @@
-//! Minimal stderr logger: procd and syslog take it from there, so no timestamps
-//! or colours, just `level: target: message`.
+//! Minimal logger: `level: message` lines on stderr (systemd and procd
+//! file them), or with `--syslog` one datagram per line to the system log
+//! (`/dev/log`, OpenWrt's logd) with the line's own priority: procd files
+//! a service's stderr as `daemon.err`, which made every info line an error
+//! in `logread`. No timestamps or colours: the log daemon adds them.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 struct StderrLogger;
 
 static LOGGER: StderrLogger = StderrLogger;
+
+/// The socket to the system log, when `--syslog` was given.
+static SYSLOG: OnceLock<UnixDatagram> = OnceLock::new();
+const SYSLOG_PATH: &str = "/dev/log";
+/// syslog facility `daemon`.
+const FACILITY_DAEMON: u8 = 3;
+
+/// RFC 3164's `<PRI>tag[pid]: message` (the log daemon adds the time).
+fn syslog_line(level: Level, pid: u32, msg: &str) -> String {
+    let severity = match level {
+        Level::Error => 3,
+        Level::Warn => 4,
+        Level::Info => 6,
+        Level::Debug | Level::Trace => 7,
+    };
+    format!(
+        "<{}>re6st-lite[{pid}]: {msg}",
+        FACILITY_DAEMON * 8 + severity
+    )
+}
+
+/// Send log lines to the system log at `path` from now on; false (and
+/// stderr stays) if nothing listens there.
+fn connect_syslog(path: &Path) -> bool {
+    let Ok(s) = UnixDatagram::unbound() else {
+        return false;
+    };
+    if s.connect(path).is_err() {
+        return false;
+    }
+    SYSLOG.set(s).is_ok()
+}
+
+/// `--syslog`: the system log, or stderr if it is not there.
+pub fn use_syslog() -> bool {
+    connect_syslog(Path::new(SYSLOG_PATH))
+}
 
 impl Log for StderrLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
@@ -25,6 +68,16 @@ impl Log for StderrLogger {
             Level::Debug => "debug",
             Level::Trace => "trace",
         };
+        if let Some(s) = SYSLOG.get() {
+            let line = syslog_line(
+                record.level(),
+                std::process::id(),
+                &record.args().to_string(),
+            );
+            if s.send(line.as_bytes()).is_ok() {
+                return;
+            }
+        }
         // One write per line, so concurrent lines never interleave mid-line.
         let line = format!("{level}: {}\n", record.args());
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
@@ -67,6 +120,34 @@ pub fn parse_level(s: &str) -> Option<LevelFilter> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syslog_lines_carry_their_priority() {
+        assert_eq!(syslog_line(Level::Info, 42, "up"), "<30>re6st-lite[42]: up");
+        assert_eq!(syslog_line(Level::Error, 42, "x"), "<27>re6st-lite[42]: x");
+        assert_eq!(syslog_line(Level::Warn, 1, "x"), "<28>re6st-lite[1]: x");
+        assert_eq!(syslog_line(Level::Debug, 1, "x"), "<31>re6st-lite[1]: x");
+    }
+
+    #[test]
+    fn syslog_datagrams_reach_the_socket() {
+        let dir = std::env::temp_dir().join(format!("re6st-syslog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log");
+        let server = UnixDatagram::bind(&path).unwrap();
+        assert!(!connect_syslog(&dir.join("nothing")));
+        assert!(connect_syslog(&path));
+        init(LevelFilter::Info, true);
+        log::warn!("tunnel down");
+        let mut buf = [0u8; 256];
+        let n = server.recv(&mut buf).unwrap();
+        let got = std::str::from_utf8(&buf[..n]).unwrap();
+        assert!(
+            got.starts_with("<28>re6st-lite[") && got.ends_with("]: tunnel down"),
+            "{got}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn levels_parse() {

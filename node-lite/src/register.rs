@@ -38,8 +38,13 @@ use crate::failure::{exit, Failure};
 const USAGE: &str = "\
 Usage: re6st-lite register --registry URL (--anonymous | --token TOKEN | --email EMAIL)
                            [--fingerprint sha256:HEX] [--dir DIR] [options]
+       re6st-lite register -c FILE [-o NAME=VALUE]... [options]
 Obtain a certificate from a re6st registry and cache the network config
 (what re6st-conf does). An existing valid certificate is kept unless --force.
+
+With -c (the config file `run` reads) or -o, registry, token, email,
+anonymous, fingerprint, registry_ca and state_dir (the directory) come from
+the config, as `run` sees it; options given here win.
 
 Options:
   --registry URL         registry URL, e.g. http://re6st.example.net/ (or https://)
@@ -135,17 +140,22 @@ fn usage(msg: impl Into<String>) -> Failure {
 }
 
 fn parse(p: &mut lexopt::Parser) -> Result<Option<Opts>, Failure> {
+    let mut source = crate::config::Source::default();
     let mut registry = None;
     let mut registry_ca = None;
     let mut fingerprint = None;
     let mut modes = Vec::new();
     let mut location = None;
-    let mut dir = PathBuf::from(".");
+    let mut dir = None;
     let mut force = false;
     let mut renew = false;
     let mut timeouts = Timeouts::default();
     let mut progress = Progress::default();
     while let Some(arg) = p.next()? {
+        if let Some(which) = crate::config::Source::which(&arg) {
+            source.read(p, which)?;
+            continue;
+        }
         match arg {
             Short('h') | Long("help") => {
                 println!("{USAGE}");
@@ -161,7 +171,7 @@ fn parse(p: &mut lexopt::Parser) -> Result<Option<Opts>, Failure> {
             Long("token") => modes.push(TokenMode::Token(p.value()?.string()?)),
             Long("email") => modes.push(TokenMode::Email(p.value()?.string()?)),
             Long("location") => location = Some(p.value()?.string()?),
-            Short('d') | Long("dir") => dir = p.value()?.into(),
+            Short('d') | Long("dir") => dir = Some(p.value()?.into()),
             Long("force") => force = true,
             Long("renew") => renew = true,
             Long("progress") => progress = Progress(Some(p.value()?.into())),
@@ -181,6 +191,30 @@ fn parse(p: &mut lexopt::Parser) -> Result<Option<Opts>, Failure> {
             _ => return Err(arg.unexpected().into()),
         }
     }
+    // The config file `run` reads, for what the command line leaves out.
+    if source.given() {
+        let c = source.load()?;
+        registry = registry.or(c.registry);
+        if registry_ca.is_none() && c.registry_ca.is_file() {
+            registry_ca = Some(c.registry_ca);
+        }
+        if fingerprint.is_none() {
+            if let Some(f) = &c.fingerprint {
+                fingerprint = Some(cert::parse_fingerprint(f).map_err(|e| usage(e.to_string()))?);
+            }
+        }
+        if modes.is_empty() {
+            if let Some(t) = c.token {
+                modes.push(TokenMode::Token(t));
+            } else if let Some(e) = c.email {
+                modes.push(TokenMode::Email(e));
+            } else if c.anonymous {
+                modes.push(TokenMode::Anonymous);
+            }
+        }
+        dir = dir.or(Some(c.state_dir));
+    }
+    let dir = dir.unwrap_or_else(|| PathBuf::from("."));
     let registry = registry.ok_or_else(|| usage("--registry URL is required"))?;
     if modes.len() > 1 {
         return Err(usage("--anonymous, --token and --email exclude each other"));
@@ -491,6 +525,47 @@ mod tests {
         ] {
             assert_eq!(run(bad).unwrap_err().code, exit::USAGE, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_config_file_run_reads() {
+        let dir = std::env::temp_dir().join(format!("re6st-register-c-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("re6st");
+        let fp = format!("sha256:{}", "ab".repeat(32));
+        std::fs::write(
+            &conf,
+            format!(
+                "config node 'node'\n\toption registry 'http://r.example/'\n\
+                 \toption token 'T0k3n'\n\toption state_dir '/srv/re6st'\n\
+                 \toption fingerprint '{fp}'\n"
+            ),
+        )
+        .unwrap();
+        let c = conf.to_str().unwrap();
+        let o = run(&["-c", c]).unwrap().unwrap();
+        assert_eq!(o.registry, "http://r.example/");
+        assert_eq!(o.mode, Some(TokenMode::Token("T0k3n".into())));
+        assert_eq!(o.dir, PathBuf::from("/srv/re6st"));
+        assert_eq!(o.fingerprint, Some([0xab; 32]));
+        // The command line wins.
+        let o = run(&[
+            "-c",
+            c,
+            "--anonymous",
+            "-d",
+            "/tmp/y",
+            "-o",
+            "registry=http://s/",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(o.registry, "http://s/");
+        assert_eq!(o.mode, Some(TokenMode::Anonymous));
+        assert_eq!(o.dir, PathBuf::from("/tmp/y"));
+        std::fs::write(&conf, "config node 'node'\n\toption bogus '1'\n").unwrap();
+        assert_eq!(run(&["-c", c]).unwrap_err().code, exit::USAGE);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

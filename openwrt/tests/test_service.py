@@ -219,7 +219,7 @@ class InitScript(unittest.TestCase):
         self.assertEqual(list(calls.instances), ["node"])
         node = calls.instances["node"]
         self.assertEqual(node["command"], [
-            "/usr/sbin/re6st-lite", "run", "-c", "/etc/config/re6st",
+            "/usr/sbin/re6st-lite", "--syslog", "run", "-c", "/etc/config/re6st",
             "-o", "max_tunnels=16", "-o", "max_routes=1024",
             "-o", "peer_cache=100", "-o", "packet_buffers=64"])
         self.assertEqual(node["respawn"], [])
@@ -237,13 +237,13 @@ class InitScript(unittest.TestCase):
         self.assertTrue(calls.logged("the node renews it"))
         # The register instance, had it been running, hands over to the node.
         calls = r.sh("/etc/init.d/re6st register")
-        self.assertNotIn("register", [c[0] for c in calls.of("re6st-lite")])
+        self.assertNotIn("register", [c[1] for c in calls.of("re6st-lite") if len(c) > 1])
 
     def test_bigger_board_and_options_set_in_the_config(self):
         r = self.root(config="config node 'node'\n\toption max_tunnels '10'\n",
                       target="ramips/mt7621")
         node = r.sh("/etc/init.d/re6st start").instances["node"]
-        self.assertEqual(node["command"][4:], [
+        self.assertEqual(node["command"][5:], [
             "-o", "max_routes=4096", "-o", "peer_cache=200", "-o", "packet_buffers=128"])
 
     def test_unknown_board_takes_the_smallest_of_its_arch(self):
@@ -253,7 +253,7 @@ class InitScript(unittest.TestCase):
         self.assertIn("max_routes=65536", r.sh("/etc/init.d/re6st start").instances["node"]["command"])
         r = self.root(target="sunxi/cortexa7", arch="arm_cortex-a7_neon-vfpv4-unknown")
         self.assertEqual(r.sh("/etc/init.d/re6st start").instances["node"]["command"],
-                         ["/usr/sbin/re6st-lite", "run", "-c", "/etc/config/re6st"])
+                         ["/usr/sbin/re6st-lite", "--syslog", "run", "-c", "/etc/config/re6st"])
 
     def test_anonymous_section_is_found(self):
         r = self.root(config="config node\n\toption port '1200'\n")
@@ -275,11 +275,10 @@ class InitScript(unittest.TestCase):
 
         r.set_info(UNREGISTERED, after_register=REGISTERED, register_rc=0)
         calls = r.sh("/etc/init.d/re6st register")
-        registers = [c for c in calls.of("re6st-lite") if c[0] == "register"]
+        registers = [c for c in calls.of("re6st-lite") if c[:2] == ["--syslog", "register"]]
         self.assertEqual(registers, [[
-            "register", "--registry", "http://re6st.example/", "--dir", "/etc/re6st",
-            "--progress", "/var/run/re6st/registration.json",
-            "--fingerprint", "sha256:" + "ab" * 32, "--token", "T0k3n"]])
+            "--syslog", "register", "-c", "/etc/config/re6st",
+            "--progress", "/var/run/re6st/registration.json"]])
         self.assertEqual(calls.services, 1)  # the reload
         self.assertEqual(list(calls.instances), ["node"])
 
@@ -289,8 +288,8 @@ class InitScript(unittest.TestCase):
         r.set_info(UNREGISTERED, register_rc=10)
         calls = r.sh("/etc/init.d/re6st register", check=False)
         self.assertEqual(r.last.returncode, 10)
-        self.assertIn(["register", "--registry", "http://r/", "--dir", "/etc/re6st",
-                       "--progress", "/var/run/re6st/registration.json", "--anonymous"],
+        self.assertIn(["--syslog", "register", "-c", "/etc/config/re6st",
+                       "--progress", "/var/run/re6st/registration.json"],
                       calls.of("re6st-lite"))
         self.assertEqual(calls.services, 0)
         self.assertTrue(calls.logged("registration failed (exit 10)"))
@@ -325,7 +324,8 @@ class InitScript(unittest.TestCase):
         self.assertIn("register", r.sh("/etc/init.d/re6st start").instances)
         r.set_info(UNREGISTERED, register_rc=2)  # token mailed, none on stdin
         calls = r.sh("/etc/init.d/re6st register")
-        self.assertIn("--email", [a for c in calls.of("re6st-lite") for a in c])
+        self.assertIn(["--syslog", "register", "-c", "/etc/config/re6st",
+                       "--progress", "/var/run/re6st/registration.json"], calls.of("re6st-lite"))
         self.assertEqual(r.read("etc/re6st/token-requested"), "me@example.org\n")
         self.assertEqual(calls.services, 1)
         self.assertEqual(calls.instances, {})  # no new request at each reload
