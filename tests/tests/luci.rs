@@ -61,7 +61,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(config: &Path, log: &Path, service: &Path) -> Server {
+    fn start(config: &Path, log: &Path, service: &Path, firewall: &Path) -> Server {
         let port = free_port();
         let mut cmd = Command::new("python3");
         if let Some(luci) = std::env::var_os("LUCI_RUNTIME").map(PathBuf::from) {
@@ -82,6 +82,8 @@ impl Server {
             .arg(log)
             .arg("--service")
             .arg(service)
+            .arg("--firewall")
+            .arg(firewall)
             .stdout(Stdio::null())
             .spawn()
             .expect("stand-in server");
@@ -291,7 +293,16 @@ fn luci_app_in_chromium() {
         m.nodes[0].log.clone(),
     );
     service_script(&service0, &ns0, &conf0, &dir0, &run0, &log0, &url);
-    let s0 = Server::start(&conf0, &log0, &service0);
+    // The router's firewall as the package's uci-defaults leave it: the
+    // tunnel port open on wan.
+    let firewall0 = tmp.join("firewall-0");
+    fs::write(
+        &firewall0,
+        "config zone\n\toption name 'wan'\n\nconfig rule 're6st_tunnel'\n\toption name 'Allow-re6st-tunnel'\n\
+         \toption src 'wan'\n\toption proto 'udp'\n\toption dest_port '1194'\n\toption target 'ACCEPT'\n",
+    )
+    .expect("firewall");
+    let s0 = Server::start(&conf0, &log0, &service0, &firewall0);
 
     // Overview.
     let dom = s0.dom("view=re6st/overview");
@@ -307,6 +318,7 @@ fn luci_app_in_chromium() {
     ] {
         assert!(dom.contains(want), "overview lacks {want:?}\n{dom}");
     }
+    assert!(!dom.contains("is not open on wan"), "{dom}");
     let up = dom
         .matches(r#"<span class="label success">up</span>"#)
         .count();
@@ -406,7 +418,10 @@ fn luci_app_in_chromium() {
         &service, &n.ns.name, &conf, &n.dir, &n.run_dir, &n.log, &url,
     );
     let (dir, log) = (n.dir.clone(), n.log.clone());
-    let s = Server::start(&conf, &log, &service);
+    // This router's firewall lacks the rule: the Overview says so.
+    let firewall = tmp.join("firewall-new");
+    fs::write(&firewall, "config zone\n\toption name 'wan'\n").expect("firewall");
+    let s = Server::start(&conf, &log, &service, &firewall);
     let dom = s.dom("view=re6st/overview");
     for want in ["stopped", "not registered", "Register now", "not running"] {
         assert!(
@@ -436,6 +451,7 @@ fn luci_app_in_chromium() {
         dom.contains("registered") && dom.contains("running"),
         "{dom}"
     );
+    assert!(dom.contains("UDP port 1194 is not open on wan"), "{dom}");
     let progress = fs::read_to_string(m.nodes[i].run_dir.join("registration.json")).unwrap();
     assert!(progress.contains(r#""state":"done""#), "{progress}");
     let _ = Command::new(&service).arg("stop").status();

@@ -384,21 +384,36 @@ fn refusals_from_the_real_registry() {
     let fp = reg.ca.fingerprint();
     let run = register(&reg.url(), &d, &["--anonymous", "--fingerprint", &fp]);
     assert_exit(&run, exit::FORBIDDEN, "registration is disabled");
-    assert!(snapshot(&d).is_empty());
+    only_the_key(&d);
+    let key = snapshot(&d);
     // Wrong fingerprint: stops before anything else.
     let wrong = format!("sha256:{}", "00".repeat(32));
     let run = register(&reg.url(), &d, &["--anonymous", "--fingerprint", &wrong]);
     assert_exit(&run, exit::FINGERPRINT, "CA fingerprint mismatch");
     assert!(!run.stdout.contains("Generating"), "{}", run.stdout);
-    assert!(snapshot(&d).is_empty());
-    // Unknown token (204).
+    assert_eq!(snapshot(&d), key);
+    // Unknown token (204): the kept key spares another generation.
     let run = register(
         &reg.url(),
         &d,
         &["--token", "nosuchtk", "--fingerprint", &fp],
     );
     assert_exit(&run, exit::TOKEN, "invalid or expired token");
-    assert!(snapshot(&d).is_empty());
+    assert!(
+        run.stdout.contains("Reusing existing key."),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(snapshot(&d), key);
+}
+
+/// A refused first registration leaves only its key (0600), which the next
+/// attempt reuses rather than spend minutes generating another on a router.
+fn only_the_key(d: &std::path::Path) {
+    let s = snapshot(d);
+    let names: Vec<_> = s.keys().filter_map(|p| p.file_name()?.to_str()).collect();
+    assert_eq!(names, ["cert.key"], "{:?}", s.keys());
+    assert_eq!(s.values().next().map(|v| v.1), Some(0o600));
 }
 
 #[test]
@@ -532,5 +547,5 @@ fn certificate_not_from_the_served_ca_is_refused() {
         &["--anonymous", "--fingerprint", &fake_fp],
     );
     assert_exit(&run, exit::SIGNATURE, "bad CA signature on certificate");
-    assert!(snapshot(&d).is_empty(), "{:?}", snapshot(&d).keys());
+    only_the_key(&d);
 }

@@ -102,7 +102,10 @@
 	const uciState = {};
 	const uci = {
 		load: function(conf) {
-			return ubus('uci', 'get', { config: conf }).then((r) => { uciState[conf] = r[1].values || {}; });
+			return ubus('uci', 'get', { config: conf }).then((r) => {
+				if (r[0] !== 0) throw new Error('ubus status ' + r[0]);
+				uciState[conf] = r[1].values || {};
+			});
 		},
 		sections: function(conf, type) {
 			return Object.values(uciState[conf] || {}).filter((s) => !type || s['.type'] === type);

@@ -10,7 +10,8 @@ written for the tests: not OpenWrt's code.
   - luci.re6st METHOD: the app's real plugin, /usr/libexec/rpcd/luci.re6st
     (its `exec` line re-pointed at the binary and config under test), run
     as rpcd runs it: `call METHOD` with the arguments on stdin;
-  - uci get/set/commit on the config file (config node 'node');
+  - uci get/set/commit on the config file (config node 'node'), uci get of
+    the firewall file (--firewall);
   - file exec (the only command the views run: logread -e re6st) reads the
     node's log file;
   - service list and rc init: the test's service script (`SCRIPT list`
@@ -36,22 +37,32 @@ HERE = pathlib.Path(__file__).resolve().parent
 APP = HERE.parent.parent
 
 
-def parse_uci(text):
-    """The `config node` section of our UCI file: {option: value or [list]}."""
-    values, name = {}, "node"
+def parse_sections(text):
+    """Every section of a UCI file, as rpcd's `uci get` gives them."""
+    out, cur, n = {}, None, 0
     for line in text.splitlines():
         if line.strip().startswith("#"):
             continue
         words = [a or b or c for a, b, c in re.findall(r"'([^']*)'|\"([^\"]*)\"|(\S+)", line)]
         if not words:
             continue
-        if words[0] == "config" and len(words) > 2:
-            name = words[2]
-        elif words[0] == "option" and len(words) > 2:
-            values[words[1]] = words[2]
-        elif words[0] == "list" and len(words) > 2:
-            values.setdefault(words[1], []).append(words[2])
-    return name, values
+        if words[0] == "config":
+            name = words[2] if len(words) > 2 else f"cfg{n:02x}"
+            n += 1
+            cur = out.setdefault(name, {".name": name, ".type": words[1], ".anonymous": len(words) < 3})
+        elif cur is not None and words[0] == "option" and len(words) > 2:
+            cur[words[1]] = words[2]
+        elif cur is not None and words[0] == "list" and len(words) > 2:
+            cur.setdefault(words[1], []).append(words[2])
+    return out
+
+
+def parse_uci(text):
+    """The `config node` section of our UCI file: (name, {option: value or [list]})."""
+    for name, sec in parse_sections(text).items():
+        if sec[".type"] == "node":
+            return name, {k: v for k, v in sec.items() if not k.startswith(".")}
+    return "node", {}
 
 
 def quote(v):
@@ -100,6 +111,12 @@ class Stand:
         if object == "file" and method == "exec":
             text = self.exec(" ".join([args["command"]] + args.get("params", [])), "file")
             return (6, None) if text is None else (0, {"code": 0, "stdout": text})
+        if object == "uci" and args.get("config") == "firewall" and method == "get":
+            if "firewall" not in self.acl["read"].get("uci", []):
+                return 6, None
+            if not self.a.firewall or not os.path.exists(self.a.firewall):
+                return 4, None  # UBUS_STATUS_NOT_FOUND
+            return 0, {"values": parse_sections(pathlib.Path(self.a.firewall).read_text())}
         if object == "uci":
             if args.get("config") != "re6st" or "re6st" not in self.acl["read"].get("uci", []):
                 return 6, None
@@ -256,6 +273,7 @@ def main():
     p.add_argument("--config", required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--service", required=True)
+    p.add_argument("--firewall", help="the router's /etc/config/firewall")
     p.add_argument("--luci-runtime", help="luci-base's htdocs/luci-static (a LuCI checkout)")
     p.add_argument("--luci-theme", help="a theme's htdocs/luci-static/<theme>")
     a = p.parse_args()

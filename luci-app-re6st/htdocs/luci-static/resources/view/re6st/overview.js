@@ -3,6 +3,7 @@
 'require rpc';
 'require poll';
 'require ui';
+'require uci';
 
 // The node at a glance, refreshed every poll interval (5 s): the service,
 // the registration, what needs the admin, the node's neighbourhood drawn as
@@ -87,6 +88,16 @@ function serviceState(services) {
 	return 'stopped';
 }
 
+// Whether the firewall lets the tunnels in from wan: the package's rule
+// (Allow-re6st-tunnel), enabled, on the node's port, or any enabled rule
+// accepting UDP to that port from wan.
+function tunnelPortOpen(port) {
+	return uci.sections('firewall', 'rule').some((r) =>
+		r.src === 'wan' && r.target === 'ACCEPT' && r.enabled !== '0' &&
+		(!r.proto || /\budp\b|\ball\b/.test(String(r.proto))) &&
+		String(r.dest_port || '').split(/[\s,]+/).includes(String(port)));
+}
+
 // What needs the admin, most urgent first: [severity, text].
 function health(st, info, service) {
 	const out = [];
@@ -105,6 +116,8 @@ function health(st, info, service) {
 		const s = st.status;
 		if (s.registry && s.registry.last_error)
 			out.push([ 'warning', _('The registry is not answering: %s').format(s.registry.last_error) ]);
+		if (!tunnelPortOpen(s.port))
+			out.push([ 'warning', _('UDP port %s is not open on wan (firewall rule Allow-re6st-tunnel missing or disabled): other nodes cannot connect to this one.').format(s.port) ]);
 		if (!(s.tunnels || []).some((t) => t.state === 'up'))
 			out.push([ 'warning', _('No tunnel is up: check the internet connection and that UDP port %s is open on wan.').format(s.port) ]);
 	}
@@ -160,7 +173,8 @@ return view.extend({
 			L.resolveDefault(callStatus(), {}),
 			L.resolveDefault(callInfo(), {}),
 			L.resolveDefault(callRegistration(), {}),
-			L.resolveDefault(callServices('re6st'), {})
+			L.resolveDefault(callServices('re6st'), {}),
+			L.resolveDefault(uci.load('firewall'), null)
 		]);
 	},
 
