@@ -24,8 +24,11 @@ use registry_client::netconfig::Version;
 use registry_client::Prefix;
 
 pub const PORT: u16 = 326;
-const CODE_VERSION: u8 = 0;
-const CODE_ADDRESS: u8 = 1;
+pub const CODE_VERSION: u8 = 0;
+pub const CODE_ADDRESS: u8 = 1;
+/// re6st's codes the registry asks for through its node: node info, topology.
+pub const CODE_INFO: u8 = 4;
+pub const CODE_TOPOLOGY: u8 = 5;
 /// Ours (re6st learns its address from OpenVPN instead).
 const CODE_SEEN: u8 = 0x41;
 /// re6st's flag for a request made for the registry, and its answer.

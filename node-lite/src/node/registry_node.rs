@@ -20,7 +20,7 @@ use registry_client::Prefix;
 use super::{Io, Node};
 use crate::babel::control::{self, Dump, Request};
 use crate::babel::wire::INFINITY;
-use crate::mesh::ctl;
+use crate::mesh::ctl::{self, CODE_ADDRESS, CODE_INFO, CODE_TOPOLOGY, CODE_VERSION};
 use crate::mesh::manager::Dir;
 use crate::time::Instant;
 
@@ -31,10 +31,6 @@ const PENDING_MS: u64 = 5_000;
 /// Interface indexes in the dump for tunnel links (they have no kernel
 /// interface; LAN links keep theirs).
 const TUNNEL_IFINDEX: u32 = 0x4000_0000;
-const CODE_VERSION: u8 = 0;
-const CODE_ADDRESS: u8 = 1;
-const CODE_INFO: u8 = 4;
-const CODE_TOPOLOGY: u8 = 5;
 /// Addresses announced at most.
 const MAX_ANNOUNCED: usize = 8;
 
