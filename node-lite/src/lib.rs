@@ -22,6 +22,7 @@ pub mod json;
 pub mod lan;
 pub mod logger;
 pub mod mesh;
+pub mod nat;
 pub mod net;
 pub mod node;
 pub mod offload;

@@ -3,6 +3,7 @@
 pub mod adversary;
 pub mod forward;
 pub mod mesh;
+pub mod nat;
 pub mod netns;
 pub mod registry;
 pub mod sim;

@@ -151,10 +151,22 @@ impl Mesh {
         ns: Netns,
         register: impl FnOnce(&Registry, &Netns, &Path),
     ) -> usize {
+        let ip = format!("198.51.100.{}", self.nodes.len() + 1);
+        let dev = bridge_port(&self.hub, &ns, &format!("{ip}/24"));
+        self.push_node(ns, ip, dev, register)
+    }
+
+    /// Add namespace `ns`, already wired (underlay address `ip` on `dev`),
+    /// as the next node; `register` it as [`Mesh::wire_node`] does.
+    pub fn push_node(
+        &mut self,
+        ns: Netns,
+        ip: String,
+        dev: String,
+        register: impl FnOnce(&Registry, &Netns, &Path),
+    ) -> usize {
         let i = self.nodes.len();
         let dir = self.tmp.sub(&format!("n{i}"));
-        let ip = format!("198.51.100.{}", i + 1);
-        let dev = bridge_port(&self.hub, &ns, &format!("{ip}/24"));
         register(&self.registry, &ns, &dir);
         // A node left unregistered (it registers later) has no address yet.
         let (address, prefix) = if dir.join("cert.crt").is_file() {
@@ -400,7 +412,7 @@ impl Mesh {
 
 /// A veth from `ns` (given `addr`) to the hub's bridge; returns the name
 /// of the end inside `ns`.
-fn bridge_port(hub: &Netns, ns: &Netns, addr: &str) -> String {
+pub fn bridge_port(hub: &Netns, ns: &Netns, addr: &str) -> String {
     let (inner, outer) = (crate::netns::unique("u"), crate::netns::unique("p"));
     let ok = Command::new("ip")
         .args([

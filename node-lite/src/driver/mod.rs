@@ -6,6 +6,7 @@ pub mod clock;
 pub mod iface;
 pub mod lan;
 pub mod lan_babel;
+mod nat;
 pub mod netlink;
 mod os;
 mod registry;

@@ -12,6 +12,7 @@ use log::{debug, info, warn};
 use registry_client::state::StateDir;
 use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 
 use super::lan_babel::Lan;
 use super::netlink::{Monitor, Netlink, Route};
@@ -61,6 +62,13 @@ pub(super) struct Os {
     pub(super) registry: Option<RegistryLink>,
     /// `[::1]:326`, where the registry talks to its node (`registry_node`).
     pub(super) registry_udp: Option<UdpSocket>,
+    /// PCP, NAT-PMP and SSDP with the gateway (`port_mapping`).
+    pub(super) nat_udp: Option<UdpSocket>,
+    /// The gateway's restart announcements (port 5350).
+    pub(super) nat_announce: Option<UdpSocket>,
+    /// UPnP answers come back here; how many are awaited.
+    pub(super) nat_http: mpsc::UnboundedSender<super::nat::HttpResult>,
+    pub(super) nat_http_pending: usize,
     pub(super) state: StateDir,
     /// Packets lost here (TUN writes refused, malformed offload headers).
     pub(super) dropped: u64,
@@ -282,6 +290,19 @@ impl Io for Os {
         if let Err(e) = self.state.write_atomic(name, bytes, mode) {
             warn!("{name}: {e}");
         }
+    }
+
+    fn nat_send(&mut self, to: SocketAddr, bytes: &[u8]) {
+        if let Some(s) = &self.nat_udp {
+            if let Err(e) = s.try_send_to(bytes, to) {
+                debug!("port mapping: to {to}: {e}");
+            }
+        }
+    }
+
+    fn nat_http(&mut self, to: SocketAddr, request: Vec<u8>) {
+        self.nat_http_pending += 1;
+        super::nat::http(to, request, self.nat_http.clone());
     }
 
     fn to_registry(&mut self, port: u16, bytes: &[u8]) {

@@ -163,6 +163,9 @@ enum Input {
     Status(tokio::net::UnixStream),
     /// From the registry on [::1]:326 (registry node).
     RegistryUdp,
+    /// From the gateway (port mapping).
+    NatUdp,
+    NatHttp(super::nat::HttpResult),
     Control(tokio::net::UnixStream),
     Ask(registry_node::Ask),
     /// `renew` on the status socket (the LuCI app's "Renew now").
@@ -256,6 +259,22 @@ async fn run(config: Config) -> Result<(), Failure> {
     .map_err(|e| setup_error("node", e))?;
     let mut core = core;
     core.set_local_addresses(&super::iface::host_addresses());
+    let (gateway, local) = super::nat::underlay();
+    core.set_underlay(t0, gateway, local);
+    // The port mapper's socket, when mapping may be wanted.
+    let nat_udp = if config.port_mapping && udp4.is_ok() {
+        super::nat::bind()
+            .map_err(|e| warn!("port mapping socket: {e}; no port mapping"))
+            .ok()
+    } else {
+        None
+    };
+    let nat_announce = nat_udp.as_ref().and_then(|_| {
+        super::nat::bind_announcements()
+            .map_err(|e| debug!("UDP port 5350: {e}; gateway restarts noticed at renewals only"))
+            .ok()
+    });
+    let (nat_http, mut nat_http_rx) = mpsc::unbounded_channel();
     let (address, network, subnet, mtu) =
         (core.address(), core.network(), core.subnet(), core.mtu());
 
@@ -322,6 +341,10 @@ async fn run(config: Config) -> Result<(), Failure> {
             lans: Vec::new(),
             registry,
             registry_udp,
+            nat_udp,
+            nat_announce,
+            nat_http,
+            nat_http_pending: 0,
             state,
             dropped: 0,
         },
@@ -382,6 +405,9 @@ async fn run(config: Config) -> Result<(), Failure> {
             _ = lan.turn() => Input::Nothing,
             Ok((stream, _)) = status.accept() => Input::Status(stream),
             _ = readable(d.os.registry_udp.as_ref()) => Input::RegistryUdp,
+            _ = readable(d.os.nat_udp.as_ref()) => Input::NatUdp,
+            _ = readable(d.os.nat_announce.as_ref()) => Input::NatUdp,
+            Some(r) = nat_http_rx.recv() => Input::NatHttp(r),
             Ok(stream) = accept(control.as_ref()) => Input::Control(stream),
             Some(ask) = ask_rx.recv() => Input::Ask(ask),
             Some(()) = renew_rx.recv() => Input::Renew,
@@ -411,6 +437,11 @@ async fn run(config: Config) -> Result<(), Failure> {
                 tokio::spawn(super::status::answer(stream, d.status(t), renew_tx.clone()));
             }
             Input::RegistryUdp => d.drain_registry_udp(t, &mut buf),
+            Input::NatUdp => d.drain_nat_udp(t, &mut buf),
+            Input::NatHttp(r) => {
+                d.os.nat_http_pending = d.os.nat_http_pending.saturating_sub(1);
+                d.core.handle_nat_http(t, r);
+            }
             Input::Control(stream) => registry_node::serve(stream, ask_tx.clone(), &control_open),
             Input::Ask((request, answer)) => {
                 let _ = answer.send(d.core.babel_control(t, &request));
@@ -448,6 +479,14 @@ async fn run(config: Config) -> Result<(), Failure> {
     d.core.shutdown(now(), &mut d.os);
     d.os.flush();
     tokio::time::sleep(Duration::from_millis(200)).await;
+    // A UPnP mapping's deletion is an HTTP exchange: wait for it (bounded).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while d.os.nat_http_pending > 0 {
+        match tokio::time::timeout_at(deadline, nat_http_rx.recv()).await {
+            Ok(Some(_)) => d.os.nat_http_pending -= 1,
+            _ => break,
+        }
+    }
     lan.stop(&mut d.os.nl);
     d.os.remove_routes();
     d.core.save_cache(now(), &mut d.os);
@@ -513,6 +552,8 @@ impl Driver {
             self.addresses_at = t.add_millis(ADDRESSES_MS);
             self.core
                 .set_local_addresses(&super::iface::host_addresses());
+            let (gateway, local) = super::nat::underlay();
+            self.core.set_underlay(t, gateway, local);
         }
         if t >= self.core.poll_timeout() {
             self.core.handle_timeout(t, unix_now(), &mut self.os);
@@ -535,6 +576,26 @@ impl Driver {
                         debug!("UDP [::1]:326: {e}");
                     }
                     return;
+                }
+            }
+        }
+    }
+
+    /// The gateway's answers on the NAT socket, and its announcements.
+    fn drain_nat_udp(&mut self, t: Instant, buf: &mut [u8]) {
+        for s in [&self.os.nat_udp, &self.os.nat_announce]
+            .into_iter()
+            .flatten()
+        {
+            for _ in 0..BATCH {
+                match s.try_recv_from(buf) {
+                    Ok((n, from)) => self.core.handle_nat_datagram(t, from, &buf[..n]),
+                    Err(e) => {
+                        if e.kind() != io::ErrorKind::WouldBlock {
+                            debug!("port mapping socket: {e}");
+                        }
+                        break;
+                    }
                 }
             }
         }

@@ -31,6 +31,11 @@ pub const CODE_INFO: u8 = 4;
 pub const CODE_TOPOLOGY: u8 = 5;
 /// Ours (re6st learns its address from OpenVPN instead).
 const CODE_SEEN: u8 = 0x41;
+/// Ours, for hole punching through a mutual peer (`node/punch.rs`).
+const CODE_INTRO_REQUEST: u8 = 0x42;
+const CODE_INTRO: u8 = 0x43;
+/// Addresses in an introduction: the observed one and a few local ones.
+const MAX_INTRO_ADDRS: usize = 4;
 /// re6st's flag for a request made for the registry, and its answer.
 const FORWARDED: u8 = 0x80;
 /// Longest forwarded answer: a topology line of a node with many tunnels.
@@ -49,6 +54,19 @@ pub enum Msg {
     Address(Vec<SocketAddr>),
     /// "I see you at this address" (to a tunnel peer).
     Seen(SocketAddr),
+    /// To a tunnel peer: "introduce me to `node`, which I am connecting
+    /// to; I am also at `addrs`" (our LAN addresses: a node behind the
+    /// same NAT reaches us there).
+    IntroRequest {
+        node: Prefix,
+        addrs: Vec<SocketAddr>,
+    },
+    /// From a tunnel peer that has tunnels to both: "`node` is at `addrs`
+    /// (first: as I see it); send to it now, it sends to you".
+    Intro {
+        node: Prefix,
+        addrs: Vec<SocketAddr>,
+    },
     /// "The network config version I know" (re6st code 0), signature
     /// not checked yet.
     Version(Version),
@@ -67,6 +85,12 @@ pub fn format_addrs(addrs: &[SocketAddr]) -> String {
         })
         .collect();
     entries.join(";")
+}
+
+/// An introduction's text: `prefix/len;ip,port,proto;...`.
+fn intro(node: &Prefix, addrs: &[SocketAddr]) -> String {
+    let addrs = format_addrs(&addrs[..addrs.len().min(MAX_INTRO_ADDRS)]);
+    format!("{};{addrs}", node.to_cn())
 }
 
 fn parse_addrs(text: &str) -> Vec<SocketAddr> {
@@ -104,6 +128,8 @@ impl Msg {
             Msg::AddressRequest => (CODE_ADDRESS, String::new()),
             Msg::Address(a) => (CODE_ADDRESS, format_addrs(&a[..a.len().min(MAX_ADDRS)])),
             Msg::Seen(a) => (CODE_SEEN, format_addrs(&[*a])),
+            Msg::IntroRequest { node, addrs } => (CODE_INTRO_REQUEST, intro(node, addrs)),
+            Msg::Intro { node, addrs } => (CODE_INTRO, intro(node, addrs)),
             Msg::Version(_) | Msg::Forwarded { .. } => unreachable!("binary, encoded above"),
         };
         let mut out = vec![code];
@@ -133,6 +159,17 @@ impl Msg {
                 Some(Msg::Address(parse_addrs(text))).filter(|m| m != &Msg::Address(vec![]))
             }
             CODE_SEEN => parse_addrs(text).first().map(|a| Msg::Seen(*a)),
+            CODE_INTRO_REQUEST | CODE_INTRO => {
+                let (node, addrs) = text.split_once(';').unwrap_or((text, ""));
+                let node = Prefix::from_cn(node).ok().filter(|p| !p.is_empty())?;
+                let mut addrs = parse_addrs(addrs);
+                addrs.truncate(MAX_INTRO_ADDRS);
+                match code {
+                    CODE_INTRO_REQUEST => Some(Msg::IntroRequest { node, addrs }),
+                    _ if addrs.is_empty() => None,
+                    _ => Some(Msg::Intro { node, addrs }),
+                }
+            }
             _ => None,
         }
     }
@@ -164,10 +201,28 @@ mod tests {
             data: b"1 2/16 3/16".to_vec(),
         };
         assert_eq!(told.encode(), b"\x851 2/16 3/16");
+        let node = Prefix::new(5, 16).unwrap();
+        let intro = Msg::Intro {
+            node,
+            addrs: vec![a, b],
+        };
+        assert_eq!(
+            intro.encode(),
+            b"\x435/16;198.51.100.7,1194,udp;2001:db8::7,1194,udp6"
+        );
         for m in [
             Msg::AddressRequest,
             m,
             Msg::Seen(a),
+            intro,
+            Msg::IntroRequest {
+                node,
+                addrs: vec![],
+            },
+            Msg::IntroRequest {
+                node,
+                addrs: vec![a],
+            },
             Msg::Version(v),
             asked,
             told,
@@ -193,6 +248,15 @@ mod tests {
         assert_eq!(Msg::parse(b"\x01\xff"), None);
         assert_eq!(Msg::parse(b"\x01nonsense"), None);
         assert_eq!(Msg::parse(b"\x41198.51.100.7,0,udp"), None);
+        // An introduction names a node and, for the target, an address.
+        assert_eq!(Msg::parse(b"\x43"), None);
+        assert_eq!(Msg::parse(b"\x435/16"), None);
+        assert_eq!(Msg::parse(b"\x43x;198.51.100.7,1194,udp"), None);
+        assert_eq!(Msg::parse(b"\x42/0;"), None);
+        let many = format!("\x435/16{}", ";198.51.100.7,1194,udp".repeat(9));
+        assert!(
+            matches!(Msg::parse(many.as_bytes()), Some(Msg::Intro { addrs, .. }) if addrs.len() == 4)
+        );
         // A version needs a number and a signature, of sane length.
         assert_eq!(Msg::parse(b"\x00"), None);
         assert_eq!(Msg::parse(b"\x00\x21"), None);

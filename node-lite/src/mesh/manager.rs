@@ -8,8 +8,9 @@
 //! registry for a bootstrap peer.
 //!
 //! Policy, as re6st:
-//! - keep `client_count` tunnels we opened; at most 2 while nobody has ever
-//!   connected to us (we are probably behind NAT);
+//! - keep `client_count` tunnels we opened; at most 2 while we are really
+//!   unreachable: nobody ever connected to us, we hold no port mapping and
+//!   no punched tunnel ever came up (re6st: nobody connected);
 //! - every `tunnel_refresh`, retire the client tunnel through which Babel
 //!   routes the fewest nodes: drain it, close it once nothing is routed
 //!   through it (or after a timeout), and open a new one;
@@ -17,7 +18,10 @@
 //!   neighbours; when routing knows nobody, from the peer cache, then the
 //!   registry, then the configured peers;
 //! - a client and a server tunnel to the same node: the node with the lower
-//!   prefix closes its client side, so both ends agree.
+//!   prefix closes its client side, so both ends agree;
+//! - hole punching: a tunnel opened because a mutual peer introduced us
+//!   ([`Manager::punch_plan`]) counts as the side that asked counts it;
+//!   the first tunnel up to a node ends the other attempts to it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -63,8 +67,12 @@ const RETRY_MS: u64 = 60_000;
 const REQUEST_MS: u64 = 30_000;
 /// Bootstrap requests that found nobody double the wait, up to this.
 const BOOTSTRAP_MAX_MS: u64 = 3_600_000;
-/// Client tunnels while nobody ever connected to us (re6st: behind NAT).
+/// Client tunnels while we are unreachable (re6st: behind NAT).
 const NAT_CLIENT_COUNT: usize = 2;
+/// Tunnels being punched at once on others' introductions.
+const MAX_PUNCHES: usize = 4;
+/// Addresses tried for one introduction.
+const PUNCH_ADDRS: usize = 3;
 /// A tunnel still not up after this is given up (the peer may be full:
 /// `max_clients` refusals are silent), so another peer gets the slot.
 const CONNECT_TIMEOUT_MS: u64 = 15_000;
@@ -99,6 +107,8 @@ pub struct Tunnel {
     pub since: Instant,
     /// When it came up.
     pub up_since: Option<Instant>,
+    /// Opened on an introduction (hole punching).
+    pub punched: bool,
 }
 
 /// What the driver must do.
@@ -127,6 +137,10 @@ pub struct Manager {
     tunnels: HashMap<TunnelId, Tunnel>,
     /// Someone connected to us at least once: we are reachable.
     served: bool,
+    /// We hold a port mapping: others can connect.
+    mapped: bool,
+    /// A punched tunnel came up: others can reach us by punching.
+    punch_worked: bool,
     next_tick: Instant,
     next_refresh: Instant,
     failed: HashMap<SocketAddr, Instant>,
@@ -154,6 +168,8 @@ impl Manager {
             bootstrap,
             tunnels: HashMap::new(),
             served: false,
+            mapped: false,
+            punch_worked: false,
             next_tick: now,
             next_refresh,
             failed: HashMap::new(),
@@ -224,6 +240,16 @@ impl Manager {
         self.served
     }
 
+    /// Whether we hold a port mapping (the node's mapper says).
+    pub fn set_mapped(&mut self, mapped: bool) {
+        self.mapped = mapped;
+    }
+
+    /// Really unreachable: only then the client tunnels are capped.
+    fn unreachable(&self) -> bool {
+        !(self.served || self.mapped || self.punch_worked)
+    }
+
     /// When [`Self::tick`] is due.
     pub fn poll_timeout(&self) -> Instant {
         self.next_tick
@@ -252,13 +278,81 @@ impl Manager {
                 state: State::Connecting,
                 since: now,
                 up_since: None,
+                punched: false,
             },
         );
     }
 
+    /// A mutual peer introduced `node` at `addrs`: where to send at once
+    /// (each then reported with [`Self::punching`]) and as which side.
+    /// We punch when we are connecting to it ourselves, or when we are
+    /// `blocked` (behind a NAT, unmapped): a reachable node is connected to
+    /// directly and needs no punch.
+    pub fn punch_plan(
+        &self,
+        node: Prefix,
+        addrs: &[SocketAddr],
+        blocked: bool,
+    ) -> (Vec<SocketAddr>, Dir) {
+        let mut out = Vec::new();
+        let to_node = || self.tunnels.values().filter(|t| t.peer == Some(node));
+        if node == self.own || to_node().any(|t| t.state != State::Connecting) {
+            return (out, Dir::Client);
+        }
+        let asked = to_node().any(|t| t.dir == Dir::Client);
+        let punching = self
+            .tunnels
+            .values()
+            .filter(|t| t.punched && t.state == State::Connecting && t.dir == Dir::Server)
+            .count();
+        if !asked && (!blocked || punching >= MAX_PUNCHES) {
+            return (out, Dir::Server);
+        }
+        for a in addrs {
+            if out.len() < PUNCH_ADDRS
+                && !out.contains(a)
+                && !self.tunnels.values().any(|t| t.addr == *a)
+            {
+                out.push(*a);
+            }
+        }
+        (out, if asked { Dir::Client } else { Dir::Server })
+    }
+
+    /// The driver opened tunnel `id` to punch through to `node`.
+    pub fn punching(
+        &mut self,
+        now: Instant,
+        id: TunnelId,
+        addr: SocketAddr,
+        node: Prefix,
+        dir: Dir,
+    ) {
+        self.tunnels.insert(
+            id,
+            Tunnel {
+                dir,
+                addr,
+                peer: Some(node),
+                state: State::Connecting,
+                since: now,
+                up_since: None,
+                punched: true,
+            },
+        );
+    }
+
+    /// Which side tunnel `id` counts as, if we opened it: a punched
+    /// tunnel counts as the side that asked for it, whoever initiated.
+    pub fn dir(&self, id: TunnelId) -> Option<Dir> {
+        self.tunnels.get(&id).map(|t| t.dir)
+    }
+
     /// Tunnel `id` authenticated `peer` (the driver records a client
-    /// tunnel's address in the peer cache). Returns a tunnel to close when this
-    /// makes a duplicate: ours if we opened one and have the lower prefix.
+    /// tunnel's address in the peer cache). Returns the tunnels to close:
+    /// the other attempts to the same node still connecting (forgotten
+    /// here, so their end is no failure), and a duplicate, ours if we
+    /// opened one and have the lower prefix.
     pub fn established(
         &mut self,
         now: Instant,
@@ -266,10 +360,14 @@ impl Manager {
         dir: Dir,
         peer: Prefix,
         addr: SocketAddr,
-    ) -> Option<TunnelId> {
-        if dir == Dir::Server {
+    ) -> Vec<TunnelId> {
+        let punched = self.tunnels.get(&id).is_some_and(|t| t.punched);
+        if punched {
+            self.punch_worked = true;
+        } else if dir == Dir::Server {
             self.served = true;
-        } else {
+        }
+        if dir == Dir::Client {
             self.failed.remove(&addr);
         }
         self.tunnels.insert(
@@ -281,19 +379,29 @@ impl Manager {
                 state: State::Up,
                 since: now,
                 up_since: Some(now),
+                punched,
             },
         );
+        let mut close: Vec<TunnelId> = self
+            .tunnels
+            .iter()
+            .filter(|(i, t)| **i != id && t.peer == Some(peer) && t.state == State::Connecting)
+            .map(|(i, _)| *i)
+            .collect();
+        for i in &close {
+            self.tunnels.remove(i);
+        }
         let other = self.tunnels.iter().find(|(i, t)| {
             **i != id && t.peer == Some(peer) && t.state == State::Up && t.dir != dir
         });
-        let (&other, _) = other?;
-        if prefix_order(self.own) < prefix_order(peer) {
-            let client = if dir == Dir::Client { id } else { other };
-            self.close(now, client);
-            Some(client)
-        } else {
-            None
+        if let Some((&other, _)) = other {
+            if prefix_order(self.own) < prefix_order(peer) {
+                let client = if dir == Dir::Client { id } else { other };
+                self.close(now, client);
+                close.push(client);
+            }
         }
+        close
     }
 
     fn close(&mut self, now: Instant, id: TunnelId) {
@@ -314,7 +422,8 @@ impl Manager {
     pub fn connect_failed(&mut self, now: Instant, id: TunnelId, cache: &mut PeerCache) {
         if let Some(t) = self.tunnels.remove(&id) {
             self.failed.insert(t.addr, now);
-            if let Some(p) = t.peer {
+            // A punch is an extra try: the node's addresses may be fine.
+            if let Some(p) = t.peer.filter(|_| !t.punched) {
                 cache.failed(p);
             }
             self.wake(now);
@@ -385,10 +494,10 @@ impl Manager {
             .filter(|(_, t)| t.dir == Dir::Client && t.state == State::Up)
             .map(|(id, _)| *id)
             .collect();
-        let target = if self.served {
-            self.policy.client_count
-        } else {
+        let target = if self.unreachable() {
             self.policy.client_count.min(NAT_CLIENT_COUNT)
+        } else {
+            self.policy.client_count
         };
 
         // Refresh: retire the client tunnel that carries the fewest routes.
@@ -413,10 +522,12 @@ impl Manager {
         }
 
         // New tunnels.
+        // A punch beside a direct attempt is the same try.
         let pending = self
             .tunnels
             .values()
-            .filter(|t| t.dir == Dir::Client && matches!(t.state, State::Connecting | State::Up))
+            .filter(|t| t.dir == Dir::Client)
+            .filter(|t| t.state == State::Up || (t.state == State::Connecting && !t.punched))
             .count();
         let mut need = target.saturating_sub(pending);
         if need == 0 {
@@ -582,7 +693,10 @@ mod tests {
         assert!(a.contains(&Action::Bootstrap));
         assert_eq!(connects(&a), vec![(addr(2), None)]);
         m.connecting(t(0), 1, addr(2), None);
-        assert_eq!(m.established(t(100), 1, Dir::Client, pfx(2), addr(2)), None);
+        assert_eq!(
+            m.established(t(100), 1, Dir::Client, pfx(2), addr(2)),
+            Vec::<TunnelId>::new()
+        );
         // Not yet reachable from outside: 2 client tunnels at most.
         cache.learn(pfx(3), &[addr(3)]);
         let routes = [
@@ -810,20 +924,23 @@ mod tests {
         low.connecting(t(0), 1, addr(2), Some(pfx(2)));
         high.connecting(t(0), 1, addr(1), Some(pfx(1)));
         // Each sees its client tunnel, then the other's (server) one.
-        assert_eq!(low.established(t(1), 1, Dir::Client, pfx(2), addr(2)), None);
+        assert_eq!(
+            low.established(t(1), 1, Dir::Client, pfx(2), addr(2)),
+            Vec::<TunnelId>::new()
+        );
         assert_eq!(
             high.established(t(1), 1, Dir::Client, pfx(1), addr(1)),
-            None
+            Vec::<TunnelId>::new()
         );
         // The lower node closes its client side; the higher keeps both and
         // loses the server side when the close arrives.
         assert_eq!(
             low.established(t(2), 2, Dir::Server, pfx(2), addr(2)),
-            Some(1)
+            vec![1]
         );
         assert_eq!(
             high.established(t(2), 2, Dir::Server, pfx(1), addr(1)),
-            None
+            Vec::<TunnelId>::new()
         );
         // In the other order on the low node, it still closes its client side.
         let mut low2 = Manager::new(Policy::new(4, 300, 15), pfx(1), vec![], t(0), 1);
@@ -831,7 +948,7 @@ mod tests {
         low2.connecting(t(1), 6, addr(2), Some(pfx(2)));
         assert_eq!(
             low2.established(t(2), 6, Dir::Client, pfx(2), addr(2)),
-            Some(6)
+            vec![6]
         );
     }
 

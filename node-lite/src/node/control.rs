@@ -3,7 +3,7 @@
 //! actions, the control messages between nodes (port 326: how a peer sees
 //! us, addresses, the network version) and the registry's answers.
 
-use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{Ipv6Addr, SocketAddrV6};
 
 use log::{debug, info, warn};
 use registry_client::cert::{self, Certificate};
@@ -92,10 +92,14 @@ impl Node {
                     return;
                 };
                 self.engine.hello_soon(link, t.add_millis(300));
-                let dir = match self.endpoint.role(id) {
-                    Some(Role::Server) => Dir::Server,
-                    _ => Dir::Client,
-                };
+                // A punched tunnel counts as the side that asked for it.
+                let dir = self
+                    .mesh
+                    .dir(id)
+                    .unwrap_or_else(|| match self.endpoint.role(id) {
+                        Some(Role::Server) => Dir::Server,
+                        _ => Dir::Client,
+                    });
                 info!("tunnel {id} to {subnet} at {addr} is up ({dir:?})");
                 self.tunnel_of.insert(link, id);
                 let routed = self
@@ -114,9 +118,9 @@ impl Node {
                 if dir == Dir::Client {
                     self.cache.succeeded(peer.prefix, addr, self.unix_at(t));
                 }
-                if let Some(dup) = self.mesh.established(t, id, dir, peer.prefix, addr) {
-                    debug!("tunnel {dup}: duplicate of another tunnel to {subnet}, closing");
-                    let _ = self.endpoint.close(t, dup);
+                for other in self.mesh.established(t, id, dir, peer.prefix, addr) {
+                    debug!("tunnel {other}: another tunnel to {subnet}, closing");
+                    let _ = self.endpoint.close(t, other);
                 }
                 self.cache_dirty = true;
                 // Tell the peer how we see it (its public address) and the
@@ -172,6 +176,9 @@ impl Node {
                 let tid = self.endpoint.connect(t, addr);
                 debug!("tunnel {tid}: connecting to {addr}");
                 self.mesh.connecting(t, tid, addr, prefix);
+                if let Some(p) = prefix {
+                    self.request_intro(t, p, io);
+                }
             }
             MeshAction::RequestAddress(p) => {
                 let Some(sub) = self.subnet_of(p) else { return };
@@ -337,14 +344,14 @@ impl Node {
             }
             ctl::PORT => match ctl::Msg::parse(u.payload) {
                 Some(ctl::Msg::Seen(a)) => {
-                    let mine = SocketAddr::new(a.ip(), self.config.port);
-                    if self.own_addrs.first() != Some(&mine) {
-                        debug!("a peer sees us at {a}");
+                    if let Some(by) = self.peers.get(&tid).and_then(|p| self.node_of(p.subnet)) {
+                        self.on_seen(t, by, a);
                     }
-                    self.own_addrs
-                        .retain(|x| *x != mine && x.is_ipv4() != mine.is_ipv4());
-                    self.own_addrs.insert(0, mine);
                 }
+                Some(ctl::Msg::IntroRequest { node, addrs }) => {
+                    self.on_intro_request(t, tid, node, addrs, io);
+                }
+                Some(ctl::Msg::Intro { node, addrs }) => self.on_intro(t, node, addrs),
                 Some(ctl::Msg::Version(v)) => self.on_version(t, tid, v, io),
                 _ => {}
             },

@@ -18,6 +18,7 @@ mod control;
 mod data;
 mod lan;
 pub mod netconf;
+mod punch;
 pub mod registry;
 mod registry_node;
 pub mod renewal;
@@ -27,7 +28,7 @@ pub mod settings;
 pub mod status;
 
 use std::collections::HashMap;
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use log::info;
 use registry_client::netconfig::NetworkConfig;
@@ -44,6 +45,8 @@ use crate::mesh::beacon::{Beacon, Discovery};
 use crate::mesh::cache::PeerCache;
 use crate::mesh::manager::Manager;
 use crate::mesh::version::Versions;
+use crate::nat::mapper::Mapper;
+use crate::nat::Observed;
 use crate::net::Ipv6Net;
 use crate::time::Instant;
 use crate::tunnel::auth::{CaAuthority, Identity as TunnelIdentity};
@@ -77,6 +80,13 @@ pub trait Io {
     fn save(&mut self, name: &'static str, bytes: &[u8], mode: u32);
     /// A datagram to the registry's UDP port on ::1 (`registry_node`).
     fn to_registry(&mut self, port: u16, bytes: &[u8]);
+    /// A datagram to the gateway's port mapping service (PCP, NAT-PMP,
+    /// SSDP), from the NAT socket; answers go to
+    /// [`Node::handle_nat_datagram`].
+    fn nat_send(&mut self, _to: SocketAddr, _bytes: &[u8]) {}
+    /// One HTTP exchange with the gateway (UPnP); the answer goes to
+    /// [`Node::handle_nat_http`].
+    fn nat_http(&mut self, _to: SocketAddr, _request: Vec<u8>) {}
 }
 
 /// Underlay MTU assumed until path MTU discovery exists: Ethernet.
@@ -178,6 +188,14 @@ pub struct Node {
     own_addrs: Vec<SocketAddr>,
     /// The host's public addresses (with our port).
     local_addrs: Vec<SocketAddr>,
+    /// Our IPv4 address towards the default gateway.
+    underlay: Option<Ipv4Addr>,
+    /// How peers see us: the NAT situation.
+    observed: Observed,
+    mapper: Mapper,
+    /// Introductions made for others, and acted upon (hole punching).
+    intro_budget: TokenBucket,
+    punch_budget: TokenBucket,
     /// What the registry's node keeps (`registry_node`).
     side: Option<registry_node::Side>,
     /// Address requests in flight: node address -> its prefix.
@@ -337,6 +355,11 @@ impl Node {
             seqno_saved: seqno,
             own_addrs: Vec::new(),
             local_addrs: Vec::new(),
+            underlay: None,
+            observed: Observed::default(),
+            mapper: Mapper::new(config.port, babel_seed.rotate_left(29)),
+            intro_budget: TokenBucket::new(punch::INTROS.0, punch::INTROS.1, t),
+            punch_budget: TokenBucket::new(punch::PUNCHES.0, punch::PUNCHES.1, t),
             side: config.registry_node.then(Default::default),
             asked: HashMap::new(),
             registry: config.registry.clone().map(|url| RegistryState {
@@ -434,6 +457,9 @@ impl Node {
         if self.cache_dirty {
             t = t.min(self.cache_saved.add_millis(CACHE_SAVE_MS));
         }
+        if let Some(m) = self.mapper.poll_timeout() {
+            t = t.min(m);
+        }
         if !self.lans.is_empty() {
             t = t.min(self.discovery.poll_timeout());
         }
@@ -451,6 +477,7 @@ impl Node {
         self.endpoint.set_unix_time(t, unix);
         self.endpoint.handle_timeout(t);
         self.engine.handle_timeout(t);
+        self.mapper.handle_timeout(t);
         if self.registry.is_some() && self.renewal.poll(t, unix) {
             info!(
                 "certificate valid until {}: asking the registry to renew it",
@@ -503,6 +530,7 @@ impl Node {
     /// The `handle_*` calls leave that to it, so the caller calls it after
     /// them (the driver once per turn, after every input of the turn).
     pub fn flush(&mut self, t: Instant, io: &mut impl Io) {
+        self.nat_output(io);
         self.endpoint_output(t, io);
         self.babel_output(t, io);
         if self.versions.take_announce() {
@@ -527,6 +555,7 @@ impl Node {
         for tid in ids {
             let _ = self.endpoint.close(t, tid);
         }
+        self.mapper.release();
         self.flush(t, io);
     }
 

@@ -46,7 +46,7 @@ pub(super) struct Side {
 
 /// An address peers may reach us at: not loopback, link-local, private
 /// (RFC 1918, shared RFC 6598) or unique-local, not multicast.
-fn is_public(ip: IpAddr) -> bool {
+pub(super) fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(a) => {
             let o = a.octets();
@@ -65,8 +65,8 @@ fn is_public(ip: IpAddr) -> bool {
 
 impl Node {
     /// What we tell others to reach us at: the `ip` option's addresses;
-    /// else how peers see us (newest first), then the host's own public
-    /// addresses ([`Self::set_local_addresses`]).
+    /// else our port mapping, how peers see us (newest first), then the
+    /// host's own public addresses ([`Self::set_local_addresses`]).
     pub(super) fn announced(&self) -> Vec<SocketAddr> {
         let port = self.config.port;
         if !self.config.ip.is_empty() {
@@ -77,8 +77,8 @@ impl Node {
                 .map(|&ip| SocketAddr::new(ip, port))
                 .collect();
         }
-        let mut out = self.own_addrs.clone();
-        for a in &self.local_addrs {
+        let mut out: Vec<SocketAddr> = self.mapped_address().into_iter().collect();
+        for a in self.own_addrs.iter().chain(&self.local_addrs) {
             if !out.contains(a) {
                 out.push(*a);
             }

@@ -37,6 +37,7 @@ impl Node {
                     }),
                     address: m.addr,
                     client: m.dir == Dir::Client,
+                    kind: self.tunnel_kind(id),
                     state: state_name(m.state),
                     age_s: m.up_since.map_or(0, |u| t.millis_since(u) / 1000),
                     rtt_ms: rtt_ms(nb.as_ref().and_then(|n| n.rtt_us)),
@@ -74,6 +75,22 @@ impl Node {
             ca: self.ca_renewal.status(),
             reachable: self.mesh.reachable(),
             public_addresses: self.announced(),
+            nat: status::Nat {
+                situation: self.nat_situation().name(),
+                external: self.observed.external(&self.own_ips()),
+                gateway: self.mapper.gateway(),
+                mapping: self.mapper.mapping().map(|m| status::Mapping {
+                    protocol: m.protocol.name(),
+                    external: m.external.into(),
+                    lifetime_s: m.lifetime,
+                    age_s: t.millis_since(m.since) / 1000,
+                }),
+                mapping_error: self
+                    .mapper
+                    .last_error()
+                    .filter(|_| self.mapper.wanted())
+                    .map(String::from),
+            },
             tunnels,
             babel_interfaces: self
                 .lans

@@ -25,6 +25,7 @@ pub struct Status {
     /// Someone connected to us.
     pub reachable: bool,
     pub public_addresses: Vec<SocketAddr>,
+    pub nat: Nat,
     pub tunnels: Vec<Tunnel>,
     pub babel_interfaces: Vec<BabelInterface>,
     pub lan_interfaces: Vec<LanInterface>,
@@ -78,6 +79,79 @@ impl CertificateStatus {
     }
 }
 
+/// The node's NAT situation and port mapping.
+#[derive(Clone, Debug, Default)]
+pub struct Nat {
+    /// unknown, public, nat, cone or symmetric (see `nat::Situation`).
+    pub situation: &'static str,
+    /// Our address as the newest tunnel peer sees it.
+    pub external: Option<SocketAddr>,
+    /// The default gateway asked for a mapping.
+    pub gateway: Option<std::net::Ipv4Addr>,
+    pub mapping: Option<Mapping>,
+    /// Why no mapping (every protocol failed), if wanted.
+    pub mapping_error: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Mapping {
+    /// pcp, nat-pmp or upnp.
+    pub protocol: &'static str,
+    pub external: SocketAddr,
+    pub lifetime_s: u32,
+    pub age_s: u64,
+}
+
+impl Nat {
+    fn to_json(&self) -> String {
+        let mapping = self.mapping.as_ref().map_or_else(
+            || "null".into(),
+            |m| {
+                Object::new()
+                    .str("protocol", m.protocol)
+                    .str("external", &m.external.to_string())
+                    .num("lifetime_s", m.lifetime_s)
+                    .num("age_s", m.age_s)
+                    .finish()
+            },
+        );
+        Object::new()
+            .str("situation", self.situation)
+            .raw(
+                "external",
+                opt_string(self.external.map(|a| a.to_string()).as_deref()),
+            )
+            .raw(
+                "gateway",
+                opt_string(self.gateway.map(|a| a.to_string()).as_deref()),
+            )
+            .raw("mapping", mapping)
+            .raw("mapping_error", opt_string(self.mapping_error.as_deref()))
+            .finish()
+    }
+
+    fn line(&self) -> String {
+        let mut s = format!("nat       {}", self.situation);
+        if let Some(e) = self.external {
+            let _ = write!(s, ", seen at {e}");
+        }
+        match (&self.mapping, &self.mapping_error) {
+            (Some(m), _) => {
+                let _ = write!(
+                    s,
+                    ", {} mapping {} ({} s)",
+                    m.protocol, m.external, m.lifetime_s
+                );
+            }
+            (None, Some(e)) => {
+                let _ = write!(s, ", no port mapping: {e}");
+            }
+            _ => {}
+        }
+        s + "\n"
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Tunnel {
     pub id: u32,
@@ -86,6 +160,8 @@ pub struct Tunnel {
     pub address: SocketAddr,
     /// We opened it.
     pub client: bool,
+    /// direct, mapped (through our port mapping) or punched.
+    pub kind: &'static str,
     /// connecting, up, draining or closing.
     pub state: &'static str,
     pub age_s: u64,
@@ -167,6 +243,7 @@ impl Status {
                 .raw("peer", opt_string(r.peer.as_deref()))
                 .str("address", &r.address.to_string())
                 .str("direction", if r.client { "client" } else { "server" })
+                .str("kind", r.kind)
                 .str("state", r.state)
                 .num("age_s", r.age_s)
                 .opt_num("rtt_ms", r.rtt_ms)
@@ -263,6 +340,7 @@ impl Status {
                         .map(|a| json::string(&a.to_string())),
                 ),
             )
+            .raw("nat", self.nat.to_json())
             .raw("tunnels", json::array(tunnels))
             // `lan` predates the `lan` option: kept, with the same content as
             // `babel_interfaces`.
@@ -336,6 +414,7 @@ impl Status {
             },
             if self.reachable { "yes" } else { "not yet" }
         );
+        s += &self.nat.line();
         let _ = writeln!(
             s,
             "peers     {} cached, {} packets dropped",
@@ -357,7 +436,15 @@ impl Status {
         row(
             &mut s,
             [
-                "id", "peer", "address", "dir", "state", "age", "rtt ms", "loss", "rx bytes",
+                "id",
+                "peer",
+                "address",
+                "dir",
+                "state/kind",
+                "age",
+                "rtt ms",
+                "loss",
+                "rx bytes",
                 "tx bytes",
             ],
         );
@@ -369,7 +456,7 @@ impl Status {
                     r.peer.as_deref().unwrap_or("?"),
                     &r.address.to_string(),
                     if r.client { "client" } else { "server" },
-                    r.state,
+                    if r.state == "up" { r.kind } else { r.state },
                     &r.age_s.to_string(),
                     &r.rtt_ms.map_or_else(|| "-".into(), |m| format!("{m:.1}")),
                     &r.loss
@@ -449,11 +536,24 @@ mod tests {
             },
             reachable: true,
             public_addresses: vec!["198.51.100.2:1194".parse().unwrap()],
+            nat: Nat {
+                situation: "cone",
+                external: Some("198.51.100.2:1194".parse().unwrap()),
+                gateway: Some("192.0.2.1".parse().unwrap()),
+                mapping: Some(Mapping {
+                    protocol: "pcp",
+                    external: "198.51.100.2:1194".parse().unwrap(),
+                    lifetime_s: 3600,
+                    age_s: 20,
+                }),
+                mapping_error: None,
+            },
             tunnels: vec![Tunnel {
                 id: 1,
                 peer: Some("2001:db8:42::/68".into()),
                 address: "198.51.100.1:1194".parse().unwrap(),
                 client: true,
+                kind: "direct",
                 state: "up",
                 age_s: 70,
                 rtt_ms: Some(0.5),
@@ -520,7 +620,8 @@ mod tests {
             r#""not_after":1900000000,"renewal_error":"getCa: timed out"}"#,
             r#""reachable":true"#,
             r#""public_addresses":["198.51.100.2:1194"]"#,
-            r#""direction":"client","state":"up","age_s":70,"rtt_ms":0.5,"loss":0,"cost":96"#,
+            r#""direction":"client","kind":"direct","state":"up","age_s":70,"rtt_ms":0.5,"loss":0,"cost":96"#,
+            r#""nat":{"situation":"cone","external":"198.51.100.2:1194","gateway":"192.0.2.1","mapping":{"protocol":"pcp","external":"198.51.100.2:1194","lifetime_s":3600,"age_s":20},"mapping_error":null}"#,
             r#""lan":[{"interface":"eth1","address":"fe80::1","nodes":[{"address":"fe80::2","prefix":"2001:db8:42:2000::/68"}]}]"#,
             r#""babel_interfaces":[{"interface":"eth1""#,
             r#""lan_interfaces":[{"interface":"br-lan","prefix":"2001:db8:42:1000::/64","address":"2001:db8:42:1000::1","ra":true}]"#,
