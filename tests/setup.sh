@@ -13,6 +13,7 @@ PACKAGES=(ca-certificates curl git gcc libc6-dev python3 python3-venv openssl ip
           busybox shellcheck  # OpenWrt package: init script under ash, shellcheck
           systemd  # Debian package: systemd-analyze verify/security on its unit
           stunnel4  # a TLS frontend in front of the registry (tests/tests/https.rs)
+          nftables miniupnpd  # NAT routers and a real UPnP-IGD/NAT-PMP/PCP gateway (tests/tests/nat.rs)
           chromium)  # the LuCI app's views, headless (tests/tests/luci.rs)
 
 die() { echo "tests/setup: $*" >&2; exit 1; }

@@ -314,6 +314,9 @@ fn luci_app_in_chromium() {
         "Tunnels",
         "Babel neighbours",
         "Routes",
+        // The NAT line and each tunnel's kind (these nodes are public).
+        "none (public address)",
+        "data-title=\"Kind\">direct</td>",
         &m.nodes[0].prefix,
     ] {
         assert!(dom.contains(want), "overview lacks {want:?}\n{dom}");

@@ -87,7 +87,7 @@ fn nat_matrix() {
     let t0 = Instant::now();
     m.spawn(0, &[]);
     for i in 1..n {
-        m.spawn(i, &[public1.clone()]);
+        m.spawn(i, std::slice::from_ref(&public1));
     }
     // Which pairs the NATs let meet directly: all but those with a
     // symmetric NAT on one side and no mapping or public address on the
@@ -107,7 +107,9 @@ fn nat_matrix() {
                     continue;
                 };
                 let key = (i.min(j), i.max(j));
-                let e = first.entry(key).or_insert((t0.elapsed(), kind.clone()));
+                let e = first
+                    .entry(key)
+                    .or_insert_with(|| (t0.elapsed(), kind.clone()));
                 if kind != "direct" && e.1 == "direct" {
                     e.1 = kind; // either side may know it was punched or mapped
                 }
@@ -167,7 +169,7 @@ fn nat_matrix() {
             names[i]
         );
     }
-    for i in 2..n {
+    for (i, name) in names.iter().enumerate().skip(2) {
         // A cone NAT seen by one peer only is just "nat"; a LAN peer's
         // view (cone1 and cone1b see each other's LAN address) must not
         // make a node think it is public.
@@ -180,8 +182,7 @@ fn nat_matrix() {
         assert!(
             want.iter()
                 .any(|w| nat.contains(&format!("\"situation\":\"{w}\""))),
-            "{}: {nat}",
-            names[i]
+            "{name}: {nat}"
         );
     }
 }
@@ -237,7 +238,7 @@ fn gateway_reboot() {
 
     // An outside node that only knows the mapped address.
     let outside = m.add_node(&m.registry.url());
-    m.spawn(outside, &[external.clone()]);
+    m.spawn(outside, std::slice::from_ref(&external));
     let prefix = m.nodes[node].prefix.clone();
     let reached = wait_until(Duration::from_secs(30), || {
         tunnels(&m.status_json(outside))

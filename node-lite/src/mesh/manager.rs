@@ -974,4 +974,70 @@ mod tests {
                 < prefix_order(Prefix::from_bits("00").unwrap())
         );
     }
+
+    #[test]
+    fn punching_follows_who_asked_and_ends_the_other_attempts() {
+        let mut cache = PeerCache::new(200);
+        let mut m = manager(vec![]);
+        let obs: SocketAddr = "198.51.100.9:40000".parse().unwrap();
+        // Not connecting to node 3, not blocked: a reachable node ignores
+        // an introduction (the other side connects directly).
+        assert_eq!(m.punch_plan(pfx(3), &[obs], false), (vec![], Dir::Server));
+        // Blocked behind a NAT: punch, counting it as the other side's.
+        assert_eq!(
+            m.punch_plan(pfx(3), &[obs, obs, addr(3)], true),
+            (vec![obs, addr(3)], Dir::Server)
+        );
+        // We are connecting to it (our direct attempt at addr(3)): punch to
+        // the other addresses, as the client.
+        m.connecting(t(0), 1, addr(3), Some(pfx(3)));
+        assert_eq!(
+            m.punch_plan(pfx(3), &[addr(3), obs], false),
+            (vec![obs], Dir::Client)
+        );
+        m.punching(t(0), 2, obs, pfx(3), Dir::Client);
+        // The punch comes up first: the direct attempt is dropped without
+        // counting as a failure of the node's addresses.
+        assert_eq!(m.established(t(100), 2, Dir::Client, pfx(3), obs), vec![1]);
+        m.connect_failed(t(100), 1, &mut cache);
+        assert!(m.tunnel(1).is_none() && m.tunnel(2).is_some_and(|t| t.punched));
+        // Up: no more punching to it.
+        assert_eq!(m.punch_plan(pfx(3), &[addr(4)], true).0, vec![]);
+        // At most MAX_PUNCHES at once on others' introductions.
+        for n in 0..MAX_PUNCHES as u8 {
+            let (to, dir) = m.punch_plan(pfx(10 + u128::from(n)), &[addr(10 + n)], true);
+            m.punching(
+                t(200),
+                10 + u32::from(n),
+                to[0],
+                pfx(10 + u128::from(n)),
+                dir,
+            );
+        }
+        assert_eq!(m.punch_plan(pfx(30), &[addr(30)], true).0, vec![]);
+    }
+
+    #[test]
+    fn a_punched_tunnel_or_a_mapping_lifts_the_nat_cap() {
+        let cache = PeerCache::new(200);
+        let routes: Vec<(Prefix, Option<TunnelId>)> = (2..10).map(|n| (pfx(n), None)).collect();
+        let wanted = |m: &mut Manager, at: u64| {
+            let a = m.tick(t(at), &routes, &cache);
+            // A slot is kept for the registry's bootstrap peer.
+            a.iter()
+                .filter(|a| matches!(a, Action::RequestAddress(_) | Action::Bootstrap))
+                .count()
+        };
+        let mut m = manager(vec![]);
+        assert_eq!(wanted(&mut m, 0), NAT_CLIENT_COUNT);
+        let mut m2 = manager(vec![]);
+        m2.set_mapped(true);
+        assert_eq!(wanted(&mut m2, 0), 4);
+        // A punched tunnel up is proof enough too; a punch is not "served".
+        let mut m3 = manager(vec![]);
+        m3.punching(t(0), 1, addr(5), pfx(5), Dir::Server);
+        m3.established(t(10), 1, Dir::Server, pfx(5), addr(5));
+        assert!(!m3.reachable());
+        assert_eq!(wanted(&mut m3, 20), 4);
+    }
 }

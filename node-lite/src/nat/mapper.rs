@@ -841,3 +841,139 @@ LOCATION: http://192.0.2.1:5000/rootDesc.xml\r\n\r\n";
         assert_eq!(udp(&mut m)[0].1[0], 2, "PCP again");
     }
 }
+
+/// The real miniupnpd's answers (`testdata/`, captured by
+/// `tests/tools/capture-miniupnpd.sh` from our own requests), through the
+/// mapper.
+#[cfg(test)]
+mod captured {
+    use super::*;
+
+    const GW: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const PCP_FROM: &str = "192.0.2.1:5351";
+
+    fn t(ms: u64) -> Instant {
+        Instant::from_millis(1_000_000 + ms)
+    }
+
+    fn mapper() -> Mapper {
+        let mut m = Mapper::new(1194, 7);
+        m.set_gateway(t(0), Some(GW), Some(Ipv4Addr::new(192, 0, 2, 2)));
+        m.set_wanted(t(0), true);
+        m
+    }
+
+    #[test]
+    fn pcp_map_announce_and_delete() {
+        let mut m = mapper();
+        let _ = m.poll_out();
+        // The capture was made with nonce 01..0c.
+        m.nonce = *b"\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c";
+        m.handle_udp(
+            t(5),
+            PCP_FROM.parse().unwrap(),
+            include_bytes!("testdata/pcp-map.bin"),
+        );
+        let got = m.mapping().unwrap();
+        assert_eq!(
+            (got.protocol, got.external, got.lifetime),
+            (Protocol::Pcp, "203.0.113.1:1194".parse().unwrap(), 3600)
+        );
+        // miniupnpd's ANNOUNCE at start (from its port 5351): map again now.
+        m.handle_udp(
+            t(10),
+            PCP_FROM.parse().unwrap(),
+            include_bytes!("testdata/pcp-announce.bin"),
+        );
+        assert!(
+            matches!(m.poll_out(), Some(Out::Udp(_, r)) if r[1] == 1 && r[4..8] == 3600u32.to_be_bytes())
+        );
+        // Its answer to a deletion is no mapping.
+        assert_eq!(
+            pmp::parse(include_bytes!("testdata/pcp-delete.bin"))
+                .map(|r| matches!(r, Reply::Pcp { lifetime: 0, .. })),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn nat_pmp_map() {
+        let mut m = mapper();
+        m.handle_udp(t(5), PCP_FROM.parse().unwrap(), &[0, 0x81, 0, 1]); // a NAT-PMP-only gateway
+        m.handle_udp(
+            t(6),
+            PCP_FROM.parse().unwrap(),
+            include_bytes!("testdata/pmp-map.bin"),
+        );
+        m.handle_udp(
+            t(7),
+            PCP_FROM.parse().unwrap(),
+            include_bytes!("testdata/pmp-external.bin"),
+        );
+        let got = m.mapping().unwrap();
+        assert_eq!(
+            (got.protocol, got.external),
+            (Protocol::NatPmp, "203.0.113.1:1194".parse().unwrap())
+        );
+        assert!(matches!(
+            pmp::parse(include_bytes!("testdata/pmp-delete.bin")),
+            Some(Reply::PmpMap {
+                external_port: 0,
+                lifetime: 0,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn upnp_discovery_to_mapping() {
+        let mut m = mapper();
+        // PCP and NAT-PMP unanswered.
+        while !matches!(m.step, Step::Ssdp { .. }) {
+            let at = m.poll_timeout().unwrap();
+            m.handle_timeout(at);
+        }
+        let now = m.poll_timeout().unwrap();
+        while m.poll_out().is_some() {}
+        m.handle_udp(
+            now,
+            "192.0.2.1:1900".parse().unwrap(),
+            include_bytes!("testdata/ssdp.txt"),
+        );
+        assert!(
+            matches!(m.poll_out(), Some(Out::Http(a, _)) if a == "192.0.2.1:5000".parse().unwrap())
+        );
+        m.handle_http(now, Ok(include_bytes!("testdata/rootdesc.http").to_vec()));
+        let Some(Out::Http(_, add)) = m.poll_out() else {
+            panic!("no AddPortMapping")
+        };
+        let add = String::from_utf8(add).unwrap();
+        assert!(add.starts_with("POST /ctl/IPConn HTTP/1.0\r\n"), "{add}");
+        assert!(add.contains("service:WANIPConnection:2#AddPortMapping"));
+        // Another host holds the port: another one is asked for.
+        m.handle_http(
+            now,
+            Ok(include_bytes!("testdata/soap-conflict.http").to_vec()),
+        );
+        assert!(
+            matches!(m.poll_out(), Some(Out::Http(_, r)) if !String::from_utf8_lossy(&r).contains("<NewExternalPort>1194<"))
+        );
+        m.handle_http(now, Ok(include_bytes!("testdata/soap-add.http").to_vec()));
+        assert!(
+            matches!(m.poll_out(), Some(Out::Http(_, r)) if String::from_utf8_lossy(&r).contains("#GetExternalIPAddress"))
+        );
+        m.handle_http(
+            now,
+            Ok(include_bytes!("testdata/soap-external.http").to_vec()),
+        );
+        let got = m.mapping().unwrap();
+        assert_eq!(
+            (got.protocol, *got.external.ip()),
+            (Protocol::Upnp, Ipv4Addr::new(203, 0, 113, 1))
+        );
+        assert_eq!(
+            upnp::parse_soap(include_bytes!("testdata/soap-delete.http")).map(|_| ()),
+            Ok(())
+        );
+    }
+}

@@ -87,7 +87,7 @@ impl Observed {
     /// networks sees it (`own`: see [`Self::situation`]).
     pub fn external(&self, own: &[IpAddr]) -> Option<SocketAddr> {
         let outside = self.seen.iter().find(|(_, a)| !own.contains(&a.ip()));
-        outside.or(self.seen.first()).map(|(_, a)| *a)
+        outside.or_else(|| self.seen.first()).map(|(_, a)| *a)
     }
 
     /// The situation, given our own addresses (`own`: the underlay

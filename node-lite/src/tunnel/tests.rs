@@ -234,6 +234,54 @@ fn handshake_then_data_both_ways() {
     );
 }
 
+/// Hole punching: both sides initiate at once, to each other's address.
+/// The crossed initiations end as one tunnel on each side, whichever
+/// arrives first; with the first of each lost (the other's NAT was not open
+/// yet) the retries still meet.
+#[test]
+fn crossed_initiations_make_one_tunnel() {
+    for lose_first in [false, true] {
+        let mut sim = Sim::new(vec![
+            peer(&ALICE, "192.0.2.1:326", 1),
+            peer(&BOB, "192.0.2.2:326", 2),
+        ]);
+        let (alice, bob) = (sim.peers[0].addr, sim.peers[1].addr);
+        let ia = sim.peers[0].ep.connect(T0, bob);
+        let ib = sim.peers[1].ep.connect(T0, alice);
+        let mut dropped = 0;
+        sim.run_with(|b| {
+            if lose_first && dropped < 2 {
+                dropped += 1;
+                return vec![];
+            }
+            vec![b.to_vec()]
+        });
+        for ms in (500..5000).step_by(500) {
+            sim.advance(T0 + Duration::from_millis(ms));
+        }
+        let (ta, pb) = sim.established(0).expect("alice established");
+        let (tb, pa) = sim.established(1).expect("bob established");
+        assert_eq!((ta, tb), (ia, ib), "each side keeps the tunnel it opened");
+        assert_eq!(
+            (pb.prefix.to_cn(), pa.prefix.to_cn()),
+            ("2/16".into(), "1/16".into())
+        );
+        let ups = |i: usize| {
+            sim.peers[i]
+                .events
+                .iter()
+                .filter(|e| matches!(e, Event::Established { .. }))
+                .count()
+        };
+        assert_eq!((ups(0), ups(1)), (1, 1), "lose_first {lose_first}");
+        assert!(sim.send(0, ia, b"through the hole"));
+        assert!(sim.send(1, ib, b"and back"));
+        sim.run();
+        assert_eq!(sim.peers[1].inbox, vec![(ib, b"through the hole".to_vec())]);
+        assert_eq!(sim.peers[0].inbox, vec![(ia, b"and back".to_vec())]);
+    }
+}
+
 #[test]
 fn lost_initiation_is_retried_after_one_second() {
     let mut sim = Sim::new(vec![

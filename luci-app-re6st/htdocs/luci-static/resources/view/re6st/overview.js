@@ -56,6 +56,23 @@ function dash(v) {
 	return (v === null || v === undefined || v === '') ? '-' : String(v);
 }
 
+// The node's NAT situation and port mapping (status `nat`).
+function natLine(n) {
+	const situation = {
+		unknown: _('unknown yet'), public: _('none (public address)'), nat: _('behind a NAT'),
+		cone: _('behind a NAT that keeps ports (hole punching works)'),
+		symmetric: _('behind a symmetric NAT (no hole punching)')
+	}[n.situation] || dash(n.situation);
+	const parts = [ situation ];
+	if (n.external && n.situation !== 'public')
+		parts.push(_('seen at %s').format(n.external));
+	if (n.mapping)
+		parts.push(_('%s port mapping %s').format(n.mapping.protocol.toUpperCase(), n.mapping.external));
+	else if (n.mapping_error)
+		parts.push(_('no port mapping: %s').format(n.mapping_error));
+	return parts.join('; ');
+}
+
 function table(headers, rows, empty) {
 	return E('table', { 'class': 'table cbi-section-table' }, [
 		E('tr', { 'class': 'tr table-titles' },
@@ -221,6 +238,7 @@ return view.extend({
 		const tunnels = (s.tunnels || []).map((t) => [
 			t.peer, t.address,
 			t.direction === 'client' ? _('outgoing') : _('incoming'),
+			{ direct: _('direct'), mapped: _('port mapping'), punched: _('hole punched') }[t.kind] || dash(t.kind),
 			badge(t.state, t.state === 'up' ? 'success' : (t.state === 'connecting' ? 'notice' : '')),
 			duration(t.age_s),
 			t.rtt_ms === null ? null : t.rtt_ms.toFixed(1) + ' ms',
@@ -280,6 +298,7 @@ return view.extend({
 				s.registry && s.registry.last_error ? [ _('Last error'), s.registry.last_error ] : null,
 				[ _('Public addresses'), (s.public_addresses || []).join(', ') ],
 				[ _('Reachable from outside'), s.reachable ? _('yes') : _('not yet') ],
+				s.nat ? [ _('NAT'), natLine(s.nat) ] : null,
 				[ _('Peer cache'), _('%d peers').format((s.peer_cache || {}).size || 0) ],
 				[ _('Dropped packets'), s.dropped_packets ]
 			]) : card(_('Node'), [ [ _('State'), _('not running') ] ]),
@@ -288,7 +307,7 @@ return view.extend({
 			]) : '',
 			st.running ? E('div', { 'class': 'cbi-section' }, [
 				E('h3', {}, [ _('Tunnels') ]),
-				table([ _('Peer'), _('Endpoint'), _('Direction'), _('State'), _('Age'), _('RTT'), _('Loss'), _('Traffic') ],
+				table([ _('Peer'), _('Endpoint'), _('Direction'), _('Kind'), _('State'), _('Age'), _('RTT'), _('Loss'), _('Traffic') ],
 					tunnels, _('No tunnel'))
 			]) : '',
 			st.running ? E('div', { 'class': 'cbi-section' }, [

@@ -17,7 +17,7 @@ const callCheck = rpc.declare({ object: 'luci.re6st', method: 'check', params: [
 
 const TABS = {
 	registry: [ 'registry', 'token', 'email', 'anonymous', 'fingerprint', 'registry_ca' ],
-	network: [ 'port', 'peer', 'ip', 'lan', 'ra', 'rdnss', 'babel_interface', 'gateway', 'interface' ]
+	network: [ 'port', 'peer', 'ip', 'port_mapping', 'lan', 'ra', 'rdnss', 'babel_interface', 'gateway', 'interface' ]
 	// everything else: advanced
 };
 // Interfaces picked from the router's devices.
