@@ -144,6 +144,9 @@ struct Link {
     /// RFC 8967 packet counter and index for what we send on this link.
     pc: u32,
     index: [u8; 8],
+    /// The tunnel layer lost the path: neighbours here cost infinity (as if
+    /// the link were down) until it comes back, their state kept.
+    suspended: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -313,6 +316,7 @@ impl Engine {
             update_flush_at: None,
             out: OutQueue::default(),
             pc: 0,
+            suspended: false,
             index,
             cfg,
         });

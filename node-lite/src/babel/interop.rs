@@ -852,3 +852,16 @@ fn triangle_silent_cut_switch_over_next_to_babeld() {
         );
     }
 }
+
+/// babeld alone at re6st's default hello (15 s), for the failover figures
+/// next to `tests/tests/failover.rs` (`-- --ignored --nocapture`; a minute).
+#[test]
+#[ignore]
+fn babeld_switch_over_at_the_default_hello() {
+    if !usable() {
+        return;
+    }
+    let t = triangle_switch_over("tri15b", 15, false);
+    eprintln!("babeld 1.12, 15 s hellos, silent cut: A routes to C via B after {t:?}");
+    assert!(t.is_ok());
+}

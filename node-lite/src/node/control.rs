@@ -130,6 +130,20 @@ impl Node {
                 self.announce_version(t, Some(id), io);
             }
             Event::Rekeyed { id } => debug!("tunnel {id} rekeyed"),
+            Event::Silent { id } | Event::Heard { id } => {
+                let silent = matches!(ev, Event::Silent { .. });
+                if let Some(p) = self.peers.get(&id) {
+                    if silent {
+                        info!(
+                            "tunnel {id} to {}: traffic unanswered, routing around it",
+                            p.subnet
+                        );
+                    } else {
+                        info!("tunnel {id} to {}: answering again", p.subnet);
+                    }
+                    self.engine.set_link_suspended(t, p.link, silent);
+                }
+            }
             Event::Closed { id, reason } => {
                 if let Some(p) = self.peers.remove(&id) {
                     info!("tunnel {id} to {} closed: {reason:?}", p.subnet);

@@ -46,7 +46,10 @@ impl Node {
             return;
         };
         match self.routing.lookup(h.dst(), h.src()) {
-            Some(tid) => self.send_through(t, tid, packet, true, io),
+            Some(tid) => {
+                self.send_through(t, tid, packet, true, io);
+                self.endpoint.expect_reply(t, tid);
+            }
             None => {
                 self.dropped += 1;
                 self.send_error(t, packet, ip::IcmpError::NoRoute, true, io);
@@ -103,6 +106,7 @@ impl Node {
         }
         packet[7] -= 1; // forwarding: decrement the hop limit
         self.send_through(t, next, packet, false, io);
+        self.endpoint.expect_reply(t, next);
     }
 
     /// Seal `packet` into tunnel `tid`; too big: Packet Too Big back to the

@@ -38,7 +38,11 @@ impl Node {
                     address: m.addr,
                     client: m.dir == Dir::Client,
                     kind: self.tunnel_kind(id),
-                    state: state_name(m.state),
+                    state: if self.endpoint.is_silent(id) {
+                        "silent"
+                    } else {
+                        state_name(m.state)
+                    },
                     age_s: m.up_since.map_or(0, |u| t.millis_since(u) / 1000),
                     rtt_ms: rtt_ms(nb.as_ref().and_then(|n| n.rtt_us)),
                     loss: nb.as_ref().map(|n| {

@@ -50,6 +50,7 @@ pub fn settings(config: &Config, netconf: Option<&NetworkConfig>, local: Ipv6Add
         max_clients: max_clients as usize,
         // re6st: OpenVPN's --ping-exit is 4 hellos.
         dead_peer_timeout: Duration::from_secs(4 * u64::from(hello)),
+        silent_after: config.fast_failover.then_some(tunnel::timers::SILENT_AFTER),
         ..tunnel::Config::default()
     };
     let mut policy = Policy::new(client_count as usize, refresh.into(), hello.into());

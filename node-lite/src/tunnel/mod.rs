@@ -26,6 +26,7 @@ pub mod check;
 pub mod cookie;
 mod establish;
 pub mod handshake;
+mod probe;
 pub mod session;
 pub mod wire;
 
@@ -70,6 +71,13 @@ pub mod timers {
     pub const REKEY_AFTER_MESSAGES: u64 = 1 << 60;
     /// A cookie from a responder is used for this long.
     pub const COOKIE_LIFETIME: Duration = Duration::from_secs(120);
+    /// Traffic went out and nothing came back for this long: probe the path.
+    pub const PROBE_AFTER: Duration = Duration::from_millis(500);
+    /// Probes go this often while they get no answer.
+    pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+    /// Nothing back for this long after traffic went out: the path is lost
+    /// ([`super::Event::Silent`]); within 3 s of a silent cut, routes move.
+    pub const SILENT_AFTER: Duration = Duration::from_millis(2000);
 }
 
 /// Tunables, with re6st's and WireGuard's defaults.
@@ -87,6 +95,9 @@ pub struct Config {
     pub keepalive_timeout: Duration,
     /// Set from the network config: 4 × `hello`.
     pub dead_peer_timeout: Duration,
+    /// Traffic unanswered this long makes the tunnel silent (None: never;
+    /// Babel's own hellos then find a lost path, in 2-3 hello intervals).
+    pub silent_after: Option<Duration>,
     /// Initiations answered per second (and burst) before cookies are demanded.
     pub initiations_per_sec: (u32, u32),
     /// RSA peer verifications per second (and burst).
@@ -108,6 +119,7 @@ impl Default for Config {
             rekey_attempt_time: timers::REKEY_ATTEMPT_TIME,
             keepalive_timeout: timers::KEEPALIVE_TIMEOUT,
             dead_peer_timeout: timers::DEAD_PEER_TIMEOUT,
+            silent_after: Some(timers::SILENT_AFTER),
             initiations_per_sec: (50, 100),
             verifications_per_sec: (10, 20),
             verifications_per_source: (1, 4),
@@ -156,6 +168,12 @@ pub enum Event {
     /// A tunnel we opened ([`Endpoint::connect`]) never authenticated its
     /// peer and was given up; its id may be reused.
     ConnectFailed { id: TunnelId, addr: SocketAddr },
+    /// Traffic sent through tunnel `id` got nothing back for
+    /// `silent_after`, probes included: its path is lost for now (routes
+    /// should move away). The tunnel stays, and the dead-peer timer runs.
+    Silent { id: TunnelId },
+    /// A silent tunnel received an authenticated packet again.
+    Heard { id: TunnelId },
 }
 
 /// Why an input was dropped or a call refused. Drops are normal on the
@@ -264,6 +282,11 @@ struct Tunnel {
     closing: Option<Instant>,
     /// Accepted with a valid mac2: the initiator answered our cookie from its address.
     proven: bool,
+    /// The first traffic sent since the last packet received ([`Endpoint::expect_reply`]).
+    unanswered_since: Option<Instant>,
+    last_probe: Option<Instant>,
+    /// [`Event::Silent`] was given and no packet came since.
+    silent: bool,
 }
 
 impl Tunnel {
@@ -285,6 +308,9 @@ impl Tunnel {
             last_received: now,
             closing: None,
             proven: false,
+            unanswered_since: None,
+            last_probe: None,
+            silent: false,
         }
     }
 
@@ -629,11 +655,15 @@ impl<A: Authority> Endpoint<A> {
         t.last_received = t.last_received.max(now); // never backwards: a clock jump must not kill the tunnel
                                                     // Roaming, as in WireGuard: the last authenticated source is the peer.
         t.addr = src;
+        self.heard(id);
         if d.kind == wire::TYPE_CLOSE {
             return self.on_close(now, id, out.first().copied(), out);
         }
         if n == 0 {
             return Ok(Out::Done);
+        }
+        if n == 1 && out[0] == probe::PROBE {
+            return Ok(self.answer_probe(now, id, out));
         }
         Ok(Out::Tunnel(id, n))
     }
@@ -812,6 +842,12 @@ impl<A: Authority> Endpoint<A> {
                 self.initiate(now, id);
                 continue;
             }
+            if self.probe(now, id, &cfg) {
+                continue;
+            }
+            let Some(t) = self.tunnels[id as usize].as_mut() else {
+                continue;
+            };
             if since(t.last_sent) >= cfg.keepalive_timeout {
                 let to = t.addr;
                 let mut buf = [0u8; wire::DATA_OVERHEAD];
@@ -861,6 +897,9 @@ impl<A: Authority> Endpoint<A> {
             }
             if let Some(p) = &t.peer {
                 at(t.last_received + cfg.dead_peer_timeout);
+                if let Some(p) = probe::next_probe(t, cfg) {
+                    at(p);
+                }
                 // Certificate expiry, on the monotonic clock.
                 let left = p.not_after.saturating_sub(self.clock_base.1);
                 at(self.clock_base.0 + Duration::from_secs(left.saturating_add(1)));

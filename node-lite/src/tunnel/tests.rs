@@ -533,6 +533,78 @@ fn idle_tunnel_sends_keepalives_and_stays_up() {
     assert_eq!(sim.peers[1].rsa.get(), 1);
 }
 
+/// Fast failover: traffic into a tunnel whose path silently died is
+/// noticed 2 s later; an answering path is probed, not declared silent; an
+/// idle tunnel sends no probe.
+#[test]
+fn unanswered_traffic_is_probed_then_silent() {
+    let count = |sim: &Sim, i: usize, f: fn(&Event) -> bool| {
+        sim.peers[i].events.iter().filter(|e| f(e)).count()
+    };
+    let silent = |e: &Event| matches!(e, Event::Silent { .. });
+    let heard = |e: &Event| matches!(e, Event::Heard { .. });
+    let (mut sim, ia, ib) = connected();
+    let start = sim.now;
+    // Idle: nothing but the usual keepalives (10 s).
+    let before = sim.wire.len();
+    for ms in (50..5000).step_by(50) {
+        sim.advance(start + Duration::from_millis(ms));
+    }
+    assert_eq!(before, 0);
+    // Traffic one way over a working path: probed after 500 ms, answered.
+    let t1 = start + Duration::from_secs(5);
+    sim.advance(t1);
+    assert!(sim.send(0, ia, b"one way"));
+    sim.run();
+    sim.peers[0].ep.expect_reply(t1, ia);
+    let mut sent = 0;
+    for ms in (50..3000).step_by(50) {
+        sim.now = t1 + Duration::from_millis(ms);
+        for p in &mut sim.peers {
+            p.ep.handle_timeout(sim.now);
+        }
+        sim.collect();
+        sent += sim
+            .wire
+            .iter()
+            .filter(|(from, _, _)| *from == sim.peers[0].addr)
+            .count();
+        sim.run();
+    }
+    assert_eq!(sent, 1, "one probe, answered");
+    assert_eq!(count(&sim, 0, silent), 0);
+    // The path dies silently: probes every 250 ms from 500 ms, silent at 2 s.
+    let t2 = t1 + Duration::from_secs(3);
+    sim.now = t2;
+    assert!(sim.send(0, ia, b"into the void"));
+    sim.wire.clear();
+    sim.peers[0].ep.expect_reply(t2, ia);
+    let mut probes = Vec::new();
+    let mut silent_at = None;
+    for ms in (10..4000).step_by(10) {
+        sim.now = t2 + Duration::from_millis(ms);
+        sim.peers[0].ep.handle_timeout(sim.now);
+        sim.collect();
+        if !sim.wire.is_empty() {
+            probes.push(ms);
+        }
+        sim.wire.clear();
+        if silent_at.is_none() && count(&sim, 0, silent) == 1 {
+            silent_at = Some(ms);
+        }
+    }
+    assert_eq!(probes, [500, 750, 1000, 1250, 1500, 1750]);
+    assert_eq!(silent_at, Some(2000));
+    assert!(sim.peers[0].ep.is_silent(ia));
+    // The path is back: the next packet from the peer makes it heard.
+    let back = t2 + Duration::from_secs(5);
+    sim.advance(back);
+    assert!(sim.send(1, ib, b"hello again"));
+    sim.run();
+    assert_eq!(count(&sim, 0, heard), 1);
+    assert!(!sim.peers[0].ep.is_silent(ia));
+}
+
 #[test]
 fn silent_peer_is_declared_dead() {
     let (mut sim, _, _) = connected();

@@ -54,7 +54,31 @@ impl Engine {
 
     pub(super) fn neighbour_cost(&self, now: Instant, n: NeighbourId) -> u16 {
         let nb = self.nb(n);
-        nb.cost(&self.link(nb.link).cfg, now)
+        let link = self.link(nb.link);
+        if link.suspended {
+            return INFINITY;
+        }
+        nb.cost(&link.cfg, now)
+    }
+
+    /// The tunnel under `link` stopped answering (`true`), or answers again:
+    /// routes through its neighbours are retracted and others selected at
+    /// once, as when babeld sees a link go down, and come back as they were
+    /// (no Hellos to wait for). Returns false for an unknown link.
+    pub fn set_link_suspended(&mut self, now: Instant, link: LinkId, suspended: bool) -> bool {
+        match self.links.get_mut(link.0) {
+            Some(Some(l)) if l.suspended != suspended => l.suspended = suspended,
+            Some(Some(_)) => return true,
+            _ => return false,
+        }
+        let ids: Vec<NeighbourId> = self
+            .neighbour_ids()
+            .filter(|&n| self.nb(n).link == link)
+            .collect();
+        for n in ids {
+            self.update_neighbour_metric(now, n, true);
+        }
+        true
     }
 
     /// Sets re6st's cost multiplier for a neighbour (256 neutral, 4096 to drain a
