@@ -254,6 +254,32 @@ mod tests {
         fs::remove_dir_all(s.dir()).unwrap();
     }
 
+    /// Symlinks planted in the state directory (at a file's name, or at the
+    /// next temporary name) are never written through.
+    #[test]
+    fn planted_symlinks_are_not_followed() {
+        let s = tmpdir("symlink");
+        let outside = std::env::temp_dir().join(format!("rc-outside-{}", std::process::id()));
+        fs::write(&outside, b"precious").unwrap();
+        std::os::unix::fs::symlink(&outside, s.path(CERT_FILE)).unwrap();
+        let tmp = s
+            .dir()
+            .join(format!(".{KEY_FILE}.tmp.{}.0", std::process::id()));
+        std::os::unix::fs::symlink(&outside, &tmp).unwrap();
+        s.write_atomic(CERT_FILE, b"cert", 0o644).unwrap();
+        s.write_atomic(KEY_FILE, b"key", 0o600).unwrap();
+        assert_eq!(fs::read(&outside).unwrap(), b"precious");
+        assert!(!fs::symlink_metadata(s.path(CERT_FILE))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(s.read(KEY_FILE).unwrap().unwrap(), b"key");
+        let mode = fs::metadata(s.path(KEY_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        fs::remove_dir_all(s.dir()).unwrap();
+        fs::remove_file(outside).unwrap();
+    }
+
     #[test]
     fn garbage_files_are_broken_not_fatal() {
         let s = tmpdir("broken");
