@@ -147,6 +147,10 @@ struct Link {
     /// The tunnel layer lost the path: neighbours here cost infinity (as if
     /// the link were down) until it comes back, their state kept.
     suspended: bool,
+    /// On a LAN link whose neighbours are proven by beacons: what each may
+    /// originate (its certificate's prefix). None: no check (tunnels use
+    /// `cfg.peer_prefix`; a MAC-keyed LAN trusts its key holders).
+    origins: Option<Vec<(Ipv6Addr, Prefix)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -317,6 +321,7 @@ impl Engine {
             out: OutQueue::default(),
             pc: 0,
             suspended: false,
+            origins: None,
             index,
             cfg,
         });
@@ -361,6 +366,18 @@ impl Engine {
             };
             l.hello_at = l.hello_at.min(at.max(after_flush));
             l.hello_urgent = true;
+        }
+    }
+
+    /// On LAN `link`, the neighbour at `address` proved (by its beacon) that
+    /// it is the node of `prefix`: that is all it may originate, and, from
+    /// the first call on, a neighbour of the link that proved nothing may
+    /// originate nothing. Relayed routes are not affected.
+    pub fn set_neighbour_origin(&mut self, link: LinkId, address: Ipv6Addr, prefix: Prefix) {
+        if let Some(Some(l)) = self.links.get_mut(link.0) {
+            let list = l.origins.get_or_insert_with(Vec::new);
+            list.retain(|(a, _)| *a != address);
+            list.push((address, prefix));
         }
     }
 

@@ -661,6 +661,28 @@ fn tunnel_peer_may_originate_only_its_certificate_prefix() {
     assert!(s.route(1, own(0)).is_some());
 }
 
+/// On a LAN whose neighbours proved their prefix by beacon, a neighbour may
+/// originate that prefix and nothing else; one that proved nothing, nothing.
+#[test]
+fn lan_neighbours_may_originate_only_their_proven_prefix() {
+    let mut s = Sim::new(3, None);
+    s.nodes[1].originate(s.now, p("2001:db8:99::/48"), Prefix::DEFAULT);
+    s.nodes[2].originate(s.now, p("2001:db8:98::/48"), Prefix::DEFAULT);
+    let w = s.connect(&[0, 1, 2], LinkKind::Wired, HELLO, 1);
+    let link = s.link_of(0, w);
+    let a1 = s.addr_of(1, w);
+    s.nodes[0].set_neighbour_origin(link, a1, own(1));
+    s.run_for(30);
+    assert!(s.route(0, own(1)).is_some());
+    assert!(s.route(0, p("2001:db8:99::/48")).is_none());
+    // Node 2 proved nothing: none of its own routes.
+    assert!(s.route(0, own(2)).is_none());
+    assert!(s.route(0, p("2001:db8:98::/48")).is_none());
+    assert!(s.nodes[0].stats().origins_rejected >= 3);
+    // Without the call (a MAC-keyed LAN) nothing is checked.
+    assert!(s.route(1, own(2)).is_some() && s.route(1, p("2001:db8:98::/48")).is_some());
+}
+
 #[test]
 fn cost_multiplier_drains_and_locks_a_tunnel() {
     let mut s = Sim::new(3, None);

@@ -95,6 +95,14 @@ impl Node {
         match verdict {
             Verdict::New(p) => {
                 info!("LAN: node {} at {from}%{name}", p.to_cn());
+                // Without MAC keys the beacon is the only proof: the node
+                // may originate its own prefix there and nothing else.
+                if !self.babel_mac {
+                    if let Some(sub) = self.subnet_of(p) {
+                        self.engine
+                            .set_neighbour_origin(link, from, super::babel_prefix(sub));
+                    }
+                }
                 // 2-out-of-3 wants two Hellos: both soon, after our beacon
                 // (due in 200 ms) makes us trusted.
                 self.lan_hellos.push((link, t.add_millis(300)));

@@ -439,12 +439,15 @@ impl Engine {
     /// of its certificate, or a source-specific default route for the network that
     /// prefix lies in, as a re6st gateway announces).
     pub(super) fn origin_allowed(link: &LinkConfig, prefix: &Prefix, src: &Prefix) -> bool {
-        match &link.peer_prefix {
-            None => true,
-            Some(pp) => {
-                prefix == pp || (prefix.is_default() && !src.is_default() && src.contains(pp))
-            }
-        }
+        link.peer_prefix
+            .as_ref()
+            .is_none_or(|pp| Self::may_originate(pp, prefix, src))
+    }
+
+    /// The node of `pp` may originate `pp`, and `::/0 from` a prefix holding
+    /// `pp` (a gateway's route for its network).
+    fn may_originate(pp: &Prefix, prefix: &Prefix, src: &Prefix) -> bool {
+        prefix == pp || (prefix.is_default() && !src.is_default() && src.contains(pp))
     }
 
     /// Whether a destination may be learnt over a tunnel, whoever announces it
@@ -500,6 +503,21 @@ impl Engine {
             self.stats.origins_rejected += 1;
             log::debug!(
                 "babel: ignoring {prefix} from {src} from tunnel neighbour {}",
+                self.nb(n).address
+            );
+            return;
+        }
+        let lan_origin_refused = refmetric == 0
+            && self.link(link).origins.as_ref().is_some_and(|list| {
+                let address = self.nb(n).address;
+                !list
+                    .iter()
+                    .any(|(a, pp)| *a == address && Self::may_originate(pp, &prefix, &src))
+            });
+        if lan_origin_refused {
+            self.stats.origins_rejected += 1;
+            log::warn!(
+                "babel: ignoring {prefix} from {src} originated by LAN neighbour {}, not its proven prefix",
                 self.nb(n).address
             );
             return;
