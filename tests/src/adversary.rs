@@ -410,3 +410,187 @@ impl Drop for UdpProxy {
         }
     }
 }
+
+/// A member of the network that speaks Babel over a real tunnel with its
+/// own engine (`node_lite::babel::Engine`) and the network's MAC keys: what
+/// a modified node could announce. The test originates what it likes on
+/// [`BabelMember::engine`], or gives it a second, in-memory neighbour
+/// ([`BabelMember::relay_from`]) whose routes it passes on as relayed.
+pub struct BabelMember {
+    pub peer: TunnelPeer,
+    pub engine: node_lite::babel::Engine,
+    tunnel: TunnelId,
+    link: node_lite::babel::LinkId,
+    local: Ipv6Addr,
+    seen: usize,
+    start: StdInstant,
+    /// The in-memory neighbour behind us, and our link to it.
+    behind: Option<(
+        node_lite::babel::Engine,
+        node_lite::babel::LinkId,
+        node_lite::babel::LinkId,
+    )>,
+    mac: node_lite::babel::MacConfig,
+}
+
+const BABEL_PORT: u16 = 6696;
+
+impl BabelMember {
+    /// Node `dir`'s registered identity (never run as a node), in `ns` at
+    /// `bind`, connected to the node at `to`; `routes` sizes its tables.
+    pub fn connect(
+        ns: &Netns,
+        bind: SocketAddr,
+        dir: &Path,
+        to: SocketAddr,
+        routes: usize,
+    ) -> Self {
+        use node_lite::babel::{wire::RouterId, Engine, EngineConfig, LinkConfig, LinkKind};
+        let read = |f: &str| std::fs::read(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        let mut peer = TunnelPeer::new(
+            ns,
+            bind,
+            &read("ca.crt"),
+            &read("cert.crt"),
+            &read("cert.key"),
+        );
+        let tunnel = peer.connect(to);
+        assert!(
+            peer.run(Duration::from_secs(10), |s| matches!(
+                s,
+                Seen::Event(Event::Established { .. })
+            )),
+            "the member's tunnel did not come up"
+        );
+        // A member knows the network's Babel MAC keys (its network config).
+        let id = crate::registry::identity(dir);
+        let netconf = registry_client::state::StateDir::new(dir)
+            .network_config(&id)
+            .expect("state dir")
+            .expect("the member's network config");
+        let local: Ipv6Addr = "fe80::bad".parse().unwrap();
+        let set = node_lite::node::settings::settings(
+            &node_lite::config::Config::default(),
+            Some(&netconf),
+            local,
+        );
+        let mut cfg = EngineConfig::new(RouterId([0xba, 0xd, 0, 0, 0, 0, 0, 1]), 7);
+        cfg.mac = set.mac.clone();
+        cfg.limits.routes = routes;
+        cfg.limits.sources = routes;
+        let start = StdInstant::now();
+        let now = node_lite::time::Instant::from_millis(1000);
+        let mut engine = Engine::new(cfg, now);
+        let link = engine
+            .add_link(
+                now,
+                LinkConfig::new(LinkKind::Tunnel, local).with_hello_interval_ms(1000),
+            )
+            .expect("link");
+        BabelMember {
+            peer,
+            engine,
+            tunnel,
+            link,
+            local,
+            seen: 0,
+            start,
+            behind: None,
+            mac: set.mac,
+        }
+    }
+
+    pub fn now(&self) -> node_lite::time::Instant {
+        node_lite::time::Instant::from_millis(1000 + self.start.elapsed().as_millis() as u64)
+    }
+
+    /// A second engine behind us (router-id `id`, on an in-memory wired
+    /// link) that originates `prefixes`: we relay them, as any node relays
+    /// what its neighbours announce.
+    pub fn relay_from(&mut self, id: u8, prefixes: &[node_lite::babel::wire::Prefix]) {
+        use node_lite::babel::{
+            wire::Prefix, wire::RouterId, Engine, EngineConfig, LinkConfig, LinkKind,
+        };
+        let now = self.now();
+        let mut cfg = EngineConfig::new(RouterId([0xba, 0xd, 0, 0, 0, 0, 0, id]), 9);
+        cfg.limits.originated = prefixes.len() + 1;
+        cfg.limits.routes = prefixes.len() + 16;
+        cfg.mac = self.mac.clone();
+        let mut other = Engine::new(cfg, now);
+        let theirs = other
+            .add_link(
+                now,
+                LinkConfig::new(LinkKind::Wired, "fe80::b0b".parse().unwrap())
+                    .with_hello_interval_ms(1000),
+            )
+            .expect("link");
+        for p in prefixes {
+            other.originate(now, *p, Prefix::DEFAULT);
+        }
+        let ours = self
+            .engine
+            .add_link(
+                now,
+                LinkConfig::new(LinkKind::Wired, "fe80::bad:2".parse().unwrap())
+                    .with_hello_interval_ms(1000),
+            )
+            .expect("link");
+        self.behind = Some((other, theirs, ours));
+    }
+
+    /// Run everything for `d`: the tunnel, our engine, the one behind.
+    pub fn pump(&mut self, d: Duration) {
+        let deadline = StdInstant::now() + d;
+        let mut buf = vec![0u8; 1500];
+        let mut pkt = vec![0u8; 1600];
+        while StdInstant::now() < deadline {
+            self.peer.run(Duration::from_millis(20), |_| false);
+            let now = self.now();
+            for s in &self.peer.seen[self.seen..] {
+                if let Seen::Packet(_, p) = s {
+                    if let Some(u) =
+                        node_lite::ip::Udp::parse(p).filter(|u| u.dst_port == BABEL_PORT)
+                    {
+                        let from = std::net::SocketAddrV6::new(u.src, u.src_port, 0, 0);
+                        self.engine
+                            .handle_packet(now, self.link, from, u.dst, u.payload);
+                    }
+                }
+            }
+            self.seen = self.peer.seen.len();
+            if let Some((other, _, ours)) = &mut self.behind {
+                other.handle_timeout(now);
+                while let Some(tx) = other.poll_transmit(now, &mut buf) {
+                    let from =
+                        std::net::SocketAddrV6::new("fe80::b0b".parse().unwrap(), BABEL_PORT, 0, 0);
+                    self.engine
+                        .handle_packet(now, *ours, from, tx.dst, &buf[..tx.len]);
+                }
+            }
+            self.engine.handle_timeout(now);
+            while let Some(tx) = self.engine.poll_transmit(now, &mut buf) {
+                if tx.link == self.link {
+                    let u = node_lite::ip::Udp {
+                        src: self.local,
+                        dst: tx.dst,
+                        src_port: BABEL_PORT,
+                        dst_port: BABEL_PORT,
+                        hop_limit: 1,
+                        payload: &buf[..tx.len],
+                    };
+                    if let Some(len) = u.write(&mut pkt) {
+                        let _ = self.peer.send(self.tunnel, &pkt[..len]);
+                    }
+                } else if let Some((other, theirs, _)) = &mut self.behind {
+                    let from = std::net::SocketAddrV6::new(
+                        "fe80::bad:2".parse().unwrap(),
+                        BABEL_PORT,
+                        0,
+                        0,
+                    );
+                    other.handle_packet(now, *theirs, from, tx.dst, &buf[..tx.len]);
+                }
+            }
+        }
+    }
+}

@@ -6,19 +6,14 @@
 //! `status` as `origins_rejected`); N's route to V stays through V's own
 //! tunnel, and N keeps reaching V.
 
-use std::net::{Ipv6Addr, SocketAddrV6};
+use std::net::Ipv6Addr;
 use std::time::{Duration, Instant as StdInstant};
 
-use node_lite::babel::wire::{Prefix as BabelPrefix, RouterId};
-use node_lite::babel::{Engine, EngineConfig, LinkConfig, LinkKind};
-use node_lite::ip::Udp;
-use node_lite::time::Instant;
-use re6st_integration::adversary::{Seen, TunnelPeer};
+use node_lite::babel::wire::Prefix as BabelPrefix;
+use re6st_integration::adversary::BabelMember;
 use re6st_integration::mesh::Mesh;
 use re6st_integration::netns::wait_until;
 use re6st_integration::registry::{identity, Options};
-
-const BABEL_PORT: u16 = 6696;
 
 fn prefix(cidr: &str) -> BabelPrefix {
     let (a, l) = cidr.split_once('/').unwrap();
@@ -44,51 +39,23 @@ fn a_member_cannot_originate_anothers_prefix() {
     assert!(up.is_some(), "{}", m.logs());
 
     // The member: node x's registered identity, never run as a node.
-    let dir = &m.nodes[x].dir;
-    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
-    let mut peer = TunnelPeer::new(
+    let mut member = BabelMember::connect(
         &m.nodes[x].ns,
         format!("{}:1194", m.nodes[x].ip).parse().unwrap(),
-        &read("ca.crt"),
-        &read("cert.crt"),
-        &read("cert.key"),
+        &m.nodes[x].dir,
+        n_at.parse().unwrap(),
+        64,
     );
-    let tid = peer.connect(n_at.parse().unwrap());
-    assert!(peer.run(Duration::from_secs(10), |s| matches!(
-        s,
-        Seen::Event(node_lite::tunnel::Event::Established { .. })
-    )));
     let own = m.nodes[x].prefix.clone();
     let victim = m.nodes[v].prefix.clone();
     let v_addr: Ipv6Addr = identity(&m.nodes[v].dir).subnet.address();
     let more_specific = format!("{}/80", v_addr);
     let outside = "2001:db8:ffff::/48".to_string();
-
-    let local: Ipv6Addr = "fe80::bad".parse().unwrap();
-    let start = StdInstant::now();
-    let now = || Instant::from_millis(1000 + start.elapsed().as_millis() as u64);
-    // A member knows the network's Babel MAC keys (its network config).
-    let x_id = identity(dir);
-    let netconf = registry_client::state::StateDir::new(dir)
-        .network_config(&x_id)
-        .unwrap()
-        .expect("the member's network config");
-    let set = node_lite::node::settings::settings(
-        &node_lite::config::Config::default(),
-        Some(&netconf),
-        local,
-    );
-    let mut ecfg = EngineConfig::new(RouterId([0xba, 0xd, 0, 0, 0, 0, 0, 1]), 7);
-    ecfg.mac = set.mac;
-    let mut engine = Engine::new(ecfg, now());
-    let link = engine
-        .add_link(
-            now(),
-            LinkConfig::new(LinkKind::Tunnel, local).with_hello_interval_ms(1000),
-        )
-        .unwrap();
+    let now = member.now();
     for p in [&own, &victim, &more_specific, &outside] {
-        engine.originate(now(), prefix(p), BabelPrefix::DEFAULT);
+        member
+            .engine
+            .originate(now, prefix(p), BabelPrefix::DEFAULT);
     }
     let json = || m.status_json(n);
     let rejected = || {
@@ -102,36 +69,10 @@ fn a_member_cannot_originate_anothers_prefix() {
         })
     };
     let before = rejected().unwrap_or(0);
-    let mut buf = vec![0u8; 1500];
-    let mut pkt = vec![0u8; 1600];
-    let mut seen = 0;
     let deadline = StdInstant::now() + Duration::from_secs(25);
     let mut own_routed = false;
     while StdInstant::now() < deadline && !own_routed {
-        peer.run(Duration::from_millis(50), |_| false);
-        for s in &peer.seen[seen..] {
-            if let Seen::Packet(_, p) = s {
-                if let Some(u) = Udp::parse(p).filter(|u| u.dst_port == BABEL_PORT) {
-                    let from = SocketAddrV6::new(u.src, u.src_port, 0, 0);
-                    engine.handle_packet(now(), link, from, u.dst, u.payload);
-                }
-            }
-        }
-        seen = peer.seen.len();
-        engine.handle_timeout(now());
-        while let Some(tx) = engine.poll_transmit(now(), &mut buf) {
-            let u = Udp {
-                src: local,
-                dst: tx.dst,
-                src_port: BABEL_PORT,
-                dst_port: BABEL_PORT,
-                hop_limit: 1,
-                payload: &buf[..tx.len],
-            };
-            if let Some(len) = u.write(&mut pkt) {
-                let _ = peer.send(tid, &pkt[..len]);
-            }
-        }
+        member.pump(Duration::from_millis(100));
         own_routed = route_tunnel(&json(), &own).is_some();
     }
     let j = json();
