@@ -1,0 +1,172 @@
+//! Garbage at line rate (issue 19, floods). A host on the underlay sends
+//! the tunnel port of node N everything it can for 10 s: random bytes of
+//! every size up to 65,000, and datagrams shaped like our handshake and
+//! data messages with random contents. Then a member, through a real
+//! tunnel, floods UDP port 326 of N's overlay address with junk. Each time
+//! N's CPU and RSS are measured, and a ping from N to V through their
+//! tunnel runs across the flood: it must keep getting through.
+
+use std::time::{Duration, Instant};
+
+use re6st_integration::adversary::{socket_in, TunnelPeer};
+use re6st_integration::mesh::Mesh;
+use re6st_integration::netns::wait_until;
+use re6st_integration::registry::Options;
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// xorshift: junk needs no quality.
+fn junk(state: &mut u64, out: &mut [u8]) {
+    for b in out.iter_mut() {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *b = *state as u8;
+    }
+}
+
+/// Ping from N to V while `flood` runs (it returns what it sent); N's CPU
+/// (% of a core) and RSS growth (KiB), the ping's loss line.
+fn measure(m: &Mesh, n: usize, v: usize, flood: impl FnOnce() -> u64) -> (u64, f64, i64, String) {
+    let pid = m.nodes[n].proc.as_ref().unwrap().pid();
+    let rss0 = m.rss_kib(n).unwrap_or(0) as i64;
+    let ping = m.nodes[n]
+        .ns
+        .command("ping")
+        .args([
+            "-6",
+            "-n",
+            "-q",
+            "-i",
+            "0.05",
+            "-w",
+            "10",
+            &m.nodes[v].address,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ping");
+    let (t0, c0) = (Instant::now(), cpu_ticks(pid));
+    let sent = flood();
+    let cpu = 100.0 * (cpu_ticks(pid) - c0) as f64 / 100.0 / t0.elapsed().as_secs_f64();
+    let out = ping.wait_with_output().expect("ping");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let loss = text
+        .lines()
+        .find(|l| l.contains("packet loss"))
+        .unwrap_or("")
+        .to_string();
+    (sent, cpu, m.rss_kib(n).unwrap_or(0) as i64 - rss0, loss)
+}
+
+fn loss_percent(line: &str) -> f64 {
+    line.split(',')
+        .find(|f| f.contains("packet loss"))
+        .and_then(|f| f.trim().split('%').next()?.parse().ok())
+        .unwrap_or(100.0)
+}
+
+#[test]
+fn garbage_at_line_rate_does_not_stop_a_tunnel() {
+    let mut m = Mesh::build(3, Options::default());
+    let (n, v, x) = (0, 1, 2);
+    let n_at = format!("{}:1194", m.nodes[n].ip);
+    m.spawn(n, &[]);
+    m.spawn(v, std::slice::from_ref(&n_at));
+    assert!(
+        wait_until(Duration::from_secs(30), || m.ping(n, v)).is_some(),
+        "{}",
+        m.logs()
+    );
+
+    // 1. The underlay: anyone can send this.
+    let sock = socket_in(
+        &m.nodes[x].ns,
+        format!("{}:0", m.nodes[x].ip).parse().unwrap(),
+    );
+    let to: std::net::SocketAddr = n_at.parse().unwrap();
+    let (sent, cpu, rss, loss) = measure(&m, n, v, || {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut buf = vec![0u8; 65_000];
+        let mut sent = 0u64;
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            let len = match sent % 8 {
+                0 => 65_000,
+                1 | 2 => 1400,
+                3 => 32,
+                _ => 148, // a handshake initiation's size
+            };
+            junk(&mut state, &mut buf[..len]);
+            // Shaped like our messages: a type byte the parser knows.
+            buf[0] = [1, 2, 3, 4, 5][(sent % 5) as usize];
+            if sock.send_to(&buf[..len], to).is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    });
+    println!("underlay junk: {sent} datagrams in 10 s; N's CPU {cpu:.0} % of a core, RSS {rss:+} KiB; ping N->V: {loss}");
+    assert!(
+        loss_percent(&loss) <= 10.0,
+        "ping through the junk flood: {loss}"
+    );
+    assert!(rss < 4096, "RSS grew by {rss} KiB");
+
+    // 2. Inside the overlay: a member's tunnel, junk to UDP 326 of N.
+    let dir = &m.nodes[x].dir;
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    let mut peer = TunnelPeer::new(
+        &m.nodes[x].ns,
+        format!("{}:1194", m.nodes[x].ip).parse().unwrap(),
+        &read("ca.crt"),
+        &read("cert.crt"),
+        &read("cert.key"),
+    );
+    let tid = peer.connect(to);
+    assert!(peer.run(Duration::from_secs(10), |_| false) || peer.established().is_some());
+    let src = re6st_integration::registry::identity(dir).subnet.address();
+    let dst: std::net::Ipv6Addr = m.nodes[n].address.parse().unwrap();
+    let (sent, cpu, rss, loss) = measure(&m, n, v, || {
+        let mut state = 7u64;
+        let mut payload = vec![0u8; 1200];
+        let mut pkt = vec![0u8; 1400];
+        let mut sent = 0u64;
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            let len = [1, 40, 300, 1200][(sent % 4) as usize];
+            junk(&mut state, &mut payload[..len]);
+            payload[0] = [0, 1, 0x41, 0x42, 0x43, 0x85][(sent % 6) as usize];
+            let u = node_lite::ip::Udp {
+                src,
+                dst,
+                src_port: 326,
+                dst_port: 326,
+                hop_limit: 64,
+                payload: &payload[..len],
+            };
+            if let Some(l) = u.write(&mut pkt) {
+                if peer.send(tid, &pkt[..l]).is_ok() {
+                    sent += 1;
+                }
+            }
+            if sent % 256 == 0 {
+                peer.run(Duration::from_millis(1), |_| false);
+            }
+        }
+        sent
+    });
+    println!("overlay junk to port 326: {sent} packets in 10 s; N's CPU {cpu:.0} % of a core, RSS {rss:+} KiB; ping N->V: {loss}");
+    assert!(
+        loss_percent(&loss) <= 10.0,
+        "ping through the control-port flood: {loss}"
+    );
+    assert!(rss < 4096, "RSS grew by {rss} KiB");
+    assert!(m.ping(n, v));
+}
