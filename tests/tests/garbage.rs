@@ -156,7 +156,7 @@ fn garbage_at_line_rate_does_not_stop_a_tunnel() {
                     sent += 1;
                 }
             }
-            if sent % 256 == 0 {
+            if sent.is_multiple_of(256) {
                 peer.run(Duration::from_millis(1), |_| false);
             }
         }
