@@ -250,7 +250,9 @@ fn gateway_reboot() {
         "not reached at {external}:\n{}",
         m.logs()
     );
-    assert!(m.ping(outside, node));
+    // Babel's routes follow the tunnel within a few hellos.
+    let pinged = wait_until(Duration::from_secs(20), || m.ping(outside, node));
+    assert!(pinged.is_some(), "{}", m.logs());
 
     // Stop: the mapping goes.
     if let Some(mut p) = m.nodes[node].proc.take() {

@@ -9,6 +9,7 @@ pub mod lan_babel;
 mod nat;
 pub mod netlink;
 mod os;
+mod privileges;
 mod registry;
 mod registry_node;
 pub mod run;

@@ -357,6 +357,8 @@ async fn run(config: Config) -> Result<(), Failure> {
         cmsg: udp_off::cmsg_buffer(),
     };
 
+    // Set up: from here on only netlink and raw sockets need privileges.
+    super::privileges::drop_unneeded();
     let mut term = signal(SignalKind::terminate()).map_err(|e| setup_error("signals", e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| setup_error("signals", e))?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| setup_error("signals", e))?;
