@@ -363,6 +363,41 @@ impl Mesh {
         self.status_json(i).matches(r#""state":"up""#).count()
     }
 
+    /// Node `from` pinging node `to` every `interval` seconds for `secs`
+    /// seconds, in the background.
+    pub fn pinger(&self, from: usize, to: usize, interval: f64, secs: u64) -> Pinger {
+        let child = self.nodes[from]
+            .ns
+            .command("ping")
+            .args([
+                "-6",
+                "-n",
+                "-q",
+                "-i",
+                &interval.to_string(),
+                "-w",
+                &secs.to_string(),
+            ])
+            .arg(&self.nodes[to].address)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("ping");
+        Pinger(child)
+    }
+
+    /// CPU time node `i`'s process has used (user + system), in clock
+    /// ticks (100 per second).
+    pub fn cpu_ticks(&self, i: usize) -> u64 {
+        let Some(pid) = self.nodes[i].proc.as_ref().map(Proc::pid) else {
+            return 0;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let field = |k: usize| f.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        field(11) + field(12)
+    }
+
     /// Resident memory of node `i`'s process, in KiB.
     pub fn rss_kib(&self, i: usize) -> Option<u64> {
         let pid = self.nodes[i].proc.as_ref()?.pid();
@@ -427,4 +462,26 @@ pub fn bridge_port(hub: &Netns, ns: &Netns, addr: &str) -> String {
     ns.ip(&format!("addr add {addr} dev {inner}"));
     ns.ip(&format!("link set {inner} up"));
     inner
+}
+
+/// A ping running in the background ([`Mesh::pinger`]).
+pub struct Pinger(std::process::Child);
+
+impl Pinger {
+    /// Wait for its end: the loss in percent, and its summary line.
+    pub fn loss(self) -> (f64, String) {
+        let out = self.0.wait_with_output().expect("ping");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = text
+            .lines()
+            .find(|l| l.contains("packet loss"))
+            .unwrap_or("")
+            .to_string();
+        let loss = line
+            .split(',')
+            .find(|f| f.contains("packet loss"))
+            .and_then(|f| f.trim().split('%').next()?.parse().ok())
+            .unwrap_or(100.0);
+        (loss, line)
+    }
 }

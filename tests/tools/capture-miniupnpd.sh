@@ -22,7 +22,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-$HERE/../../node-lite/src/nat/testdata}
 
 WORK=$(mktemp -d /tmp/mupnp-capture.XXXXXX)
-MPID= STUNPID= ANNPID= CREATED_NS=()
+MPID='' STUNPID='' ANNPID='' CREATED_NS=()
 in_ns(){ local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 cleanup() {
@@ -55,20 +55,6 @@ echo "miniupnpd: $(miniupnpd --version 2>&1 | head -1)"
 echo "output:    $OUT"
 
 # ---------------------------------------------------------------- python helpers
-cat > "$WORK/stun.py" <<'EOF'
-# Minimal RFC 5389 STUN Binding responder: XOR-MAPPED-ADDRESS + MAPPED-ADDRESS = observed source.
-import socket, struct, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((sys.argv[1], int(sys.argv[2])))
-print("READY", flush=True)
-while True:
-    d, (ip, port) = s.recvfrom(2048)
-    if len(d) < 20 or d[:2] != b'\x00\x01':
-        continue
-    ck, ipb = d[4:8], socket.inet_aton(ip)
-    a = struct.pack('!HHBBH4s', 0x0020, 8, 0, 1, port ^ 0x2112, bytes(x ^ y for x, y in zip(ipb, ck)))
-    a += struct.pack('!HHBBH4s', 0x0001, 8, 0, 1, port, ipb)
-    s.sendto(struct.pack('!HH', 0x0101, len(a)) + ck + d[8:20] + a, (ip, port))
-EOF
 cat > "$WORK/announce.py" <<'EOF'
 # Listen on 0.0.0.0:5350 (where PCP ANNOUNCE / NAT-PMP address notices go) and save the
 # distinct datagrams from the router: ARGV = router outdir seconds.
@@ -200,7 +186,7 @@ print("CLIENT-DONE")
 EOF
 
 # ---------------------------------------------------------------- topology
-for ns in $LAN_NS $RTR_NS $WAN_NS; do ip netns add $ns; CREATED_NS+=($ns); in_ns $ns ip link set lo up; done
+for ns in $LAN_NS $RTR_NS $WAN_NS; do ip netns add "$ns"; CREATED_NS+=("$ns"); in_ns "$ns" ip link set lo up; done
 ip link add rtr-lan netns $RTR_NS type veth peer name lan0 netns $LAN_NS
 ip link add rtr-wan netns $RTR_NS type veth peer name wan0 netns $WAN_NS
 ip -n $LAN_NS addr add $LAN_IP/24 dev lan0;        ip -n $LAN_NS link set lan0 up
@@ -275,7 +261,7 @@ wait_for() {  # wait_for <file> <pattern> <tenths>
 }
 
 # ---------------------------------------------------------------- STUN, announce listener, miniupnpd
-in_ns $WAN_NS python3 "$WORK/stun.py" $WAN_IP $STUN_PORT > "$WORK/stun.log" 2>&1 & STUNPID=$!
+in_ns $WAN_NS python3 "$(dirname "$0")/stun-responder.py" $WAN_IP $STUN_PORT > "$WORK/stun.log" 2>&1 & STUNPID=$!
 wait_for "$WORK/stun.log" READY 50 || { cat "$WORK/stun.log"; exit 1; }
 
 FILES="pcp-map.bin pcp-delete.bin pmp-external.bin pmp-map.bin pmp-delete.bin ssdp.txt rootdesc.http
