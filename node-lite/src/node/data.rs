@@ -46,10 +46,7 @@ impl Node {
             return;
         };
         match self.routing.lookup(h.dst(), h.src()) {
-            Some(tid) => {
-                self.send_through(t, tid, packet, true, io);
-                self.endpoint.expect_reply(t, tid);
-            }
+            Some(tid) => self.send_through(t, tid, packet, true, io),
             None => {
                 self.dropped += 1;
                 self.send_error(t, packet, ip::IcmpError::NoRoute, true, io);
@@ -106,11 +103,11 @@ impl Node {
         }
         packet[7] -= 1; // forwarding: decrement the hop limit
         self.send_through(t, next, packet, false, io);
-        self.endpoint.expect_reply(t, next);
     }
 
-    /// Seal `packet` into tunnel `tid`; too big: Packet Too Big back to the
-    /// sender.
+    /// Seal `packet` (traffic from the kernel or forwarded) into tunnel
+    /// `tid`, which should bring something back (fast failover); too big:
+    /// Packet Too Big back to the sender.
     fn send_through(
         &mut self,
         t: Instant,
@@ -126,6 +123,7 @@ impl Node {
             return;
         }
         self.seal_and_send(t, tid, packet, io);
+        self.endpoint.expect_reply(t, tid);
     }
 
     /// The ICMPv6 error `kind` about `packet`, from our address, back to its
