@@ -485,3 +485,15 @@ impl Pinger {
         (loss, line)
     }
 }
+
+/// In a node's `status --json`: the tunnel its installed route to `prefix`
+/// (CIDR, from `::/0`) goes through, and that tunnel's peer (CIDR).
+pub fn route_via(json: &str, prefix: &str) -> Option<(u32, String)> {
+    let key = format!("{{\"prefix\":\"{prefix}\",\"from\":\"::/0\"");
+    let route = &json[json.find(&key)?..];
+    let t = &route[route.find("\"tunnel\":")? + 9..];
+    let id: u32 = t[..t.find(|c: char| !c.is_ascii_digit())?].parse().ok()?;
+    let tunnel = &json[json.find(&format!("{{\"id\":{id},\"peer\":\""))?..];
+    let peer = &tunnel[tunnel.find("\"peer\":\"")? + 8..];
+    Some((id, peer[..peer.find('"')?].to_string()))
+}

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use re6st_integration::mesh::Mesh;
+use re6st_integration::mesh::{route_via, Mesh};
 use re6st_integration::netns::{wait_until, Netns};
 use re6st_integration::registry::Options;
 
@@ -49,14 +49,7 @@ fn cut_table(ns: &Netns) {
 
 /// The peer prefix of the tunnel `from`'s route to `to` goes through.
 fn next_hop(m: &Mesh, from: usize, to: usize) -> Option<String> {
-    let json = m.status_json(from);
-    let key = format!("{{\"prefix\":\"{}\",\"from\":\"::/0\"", m.nodes[to].prefix);
-    let route = &json[json.find(&key)?..];
-    let t = &route[route.find("\"tunnel\":")? + 9..];
-    let id: u32 = t[..t.find(|c: char| !c.is_ascii_digit())?].parse().ok()?;
-    let tunnel = &json[json.find(&format!("{{\"id\":{id},\"peer\":\""))?..];
-    let peer = &tunnel[tunnel.find("\"peer\":\"")? + 8..];
-    Some(peer[..peer.find('"')?].to_string())
+    route_via(&m.status_json(from), &m.nodes[to].prefix).map(|(_, peer)| peer)
 }
 
 /// Longest gap between ping replies (ping -D timestamps), and the replies.

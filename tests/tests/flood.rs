@@ -17,14 +17,6 @@ use re6st_integration::registry::Options;
 const FLOOD: usize = 10_000;
 const MAX_ROUTES: u64 = 1024;
 
-/// A number of N's `babel.stats`.
-fn number(json: &str, key: &str) -> Option<u64> {
-    let json = &json[json.find("\"stats\":{")?..];
-    let k = format!("\"{key}\":");
-    let r = &json[json.find(&k)? + k.len()..];
-    r[..r.find(|c: char| !c.is_ascii_digit())?].parse().ok()
-}
-
 #[test]
 fn a_route_flood_stays_within_the_table_and_spares_real_routes() {
     let mut m = Mesh::build(3, Options::default());
@@ -61,7 +53,7 @@ fn a_route_flood_stays_within_the_table_and_spares_real_routes() {
     let pinger = std::thread::spawn(move || ping.loss());
     while t0.elapsed() < Duration::from_secs(28) {
         member.pump(Duration::from_millis(200));
-        if full_at.is_none() && number(&m.status_json(n), "table_full").unwrap_or(0) > 0 {
+        if full_at.is_none() && m.status_number(n, "\"table_full\":").unwrap_or(0) > 0 {
             full_at = Some(t0.elapsed());
         }
     }
@@ -69,8 +61,10 @@ fn a_route_flood_stays_within_the_table_and_spares_real_routes() {
     let ticks = m.cpu_ticks(n) - ticks0;
     let (loss, summary) = pinger.join().unwrap();
     let json = m.status_json(n);
-    let (Some(routes), Some(refused)) = (number(&json, "routes"), number(&json, "table_full"))
-    else {
+    let (Some(routes), Some(refused)) = (
+        m.status_number(n, "\"stats\":{\"routes\":"),
+        m.status_number(n, "\"table_full\":"),
+    ) else {
         panic!(
             "no status from N (CPU {:.0} % over {secs:.0} s):\n{}",
             100.0 * ticks as f64 / 100.0 / secs,

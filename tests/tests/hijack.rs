@@ -11,7 +11,7 @@ use std::time::{Duration, Instant as StdInstant};
 
 use node_lite::babel::wire::Prefix as BabelPrefix;
 use re6st_integration::adversary::BabelMember;
-use re6st_integration::mesh::Mesh;
+use re6st_integration::mesh::{route_via, Mesh};
 use re6st_integration::netns::wait_until;
 use re6st_integration::registry::{identity, Options};
 
@@ -20,12 +20,9 @@ fn prefix(cidr: &str) -> BabelPrefix {
     BabelPrefix::from_addr(a.parse().unwrap(), l.parse().unwrap())
 }
 
-/// N's installed route for `cidr`, as its status shows it: the tunnel id.
-fn route_tunnel(json: &str, cidr: &str) -> Option<String> {
-    let key = format!("{{\"prefix\":\"{cidr}\",\"from\":\"::/0\"");
-    let r = &json[json.find(&key)?..];
-    let t = &r[r.find("\"tunnel\":")? + 9..];
-    Some(t[..t.find([',', '}'])?].to_string())
+/// N's installed route for `cidr`: the tunnel it goes through.
+fn route_tunnel(json: &str, cidr: &str) -> Option<u32> {
+    route_via(json, cidr).map(|(id, _)| id)
 }
 
 #[test]
@@ -58,16 +55,7 @@ fn a_member_cannot_originate_anothers_prefix() {
             .originate(now, prefix(p), BabelPrefix::DEFAULT);
     }
     let json = || m.status_json(n);
-    let rejected = || {
-        let j = json();
-        let k = "\"origins_rejected\":";
-        j.find(k).and_then(|i| {
-            let r = &j[i + k.len()..];
-            r[..r.find(|c: char| !c.is_ascii_digit())?]
-                .parse::<u64>()
-                .ok()
-        })
-    };
+    let rejected = || m.status_number(n, "\"origins_rejected\":");
     let before = rejected().unwrap_or(0);
     let deadline = StdInstant::now() + Duration::from_secs(25);
     let mut own_routed = false;
