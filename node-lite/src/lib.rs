@@ -27,6 +27,7 @@ pub mod net;
 pub mod node;
 pub mod offload;
 pub mod register;
+pub mod rng;
 pub mod rpcd;
 pub mod selftest;
 pub mod time;

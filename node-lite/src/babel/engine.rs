@@ -35,18 +35,13 @@ const DUMP_GUARD_MS: u64 = 1000;
 /// PC TLV + MAC TLV at most: room kept at the end of every signed packet.
 const TRAILER_SPACE: usize = 2 + 4 + 8 + 2 + MAX_MAC_LEN;
 
-/// Tiny xorshift64* generator for jitter and nonces, seeded by the caller.
+/// Jitter and nonces, seeded by the caller.
 #[derive(Debug, Clone)]
-struct Rng(u64);
+struct Rng(crate::rng::XorShift);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.next_u64()
     }
 
     /// babeld's `roughly`: uniform in [3/4 v, 5/4 v).
@@ -249,7 +244,7 @@ fn martian(p: &Prefix) -> bool {
 
 impl Engine {
     pub fn new(cfg: EngineConfig, now: Instant) -> Self {
-        let mut rng = Rng(cfg.seed | 1);
+        let mut rng = Rng(crate::rng::XorShift::new(cfg.seed));
         let seqno = SeqNo(rng.next() as u16);
         let expiry_at = now.add_millis(rng.roughly_ms(30_000));
         let source_expiry_at = now.add_millis(rng.roughly_ms(300_000));
